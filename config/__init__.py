@@ -1,0 +1,1 @@
+"""Configuration, logging and the base error type shared by every package."""

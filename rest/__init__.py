@@ -1,0 +1,1 @@
+"""The REST sidecar under /api (wallet, purchases, webhooks, history, admin) and health routes."""

@@ -1,0 +1,1 @@
+"""The realtime server: process entry, app wiring and Socket.IO transport."""

@@ -1,0 +1,185 @@
+"""The one place that wires the application: stores, Socket.IO, namespaces, REST, lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp_cors
+import socketio
+import structlog
+from aiohttp import web
+from pymongo import AsyncMongoClient
+from redis.asyncio import Redis
+
+from config.settings import Settings
+from rest.health import health_routes
+from rest.middleware import make_middleware
+from server import indexes
+from server.access import AccessControl
+from server.auth import TokenVerifier
+from server.background import Background
+from server.connections import ConnectionRegistry, LocalConnections, RedisConnections
+from server.core import Core
+from server.metrics import Metrics
+from server.namespaces.call import CallNamespace
+from server.namespaces.chat import ChatNamespace
+from server.namespaces.presence import PresenceNamespace
+from server.notify import Notifier
+from server.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
+from server.revocation import RevocationStore
+from server.rooms import NAMESPACES
+from server.routing import LocalManager, RoutedRedisManager
+from server.store import EmbeddedStore, StoreUnavailable, make_client, redact, wait_until_reachable
+from server.users import UserStore
+
+log = structlog.get_logger(__name__)
+
+CORE = web.AppKey("core", Core)
+SIO = web.AppKey("sio", socketio.AsyncServer)
+MONGO = web.AppKey("mongo", AsyncMongoClient)
+EMBEDDED = web.AppKey("embedded_store", EmbeddedStore)
+
+
+def create_app(settings: Settings) -> web.Application:
+    """Build the whole application. Nothing connects until the app starts (see the cleanup contexts)."""
+    metrics = Metrics()
+    embedded: EmbeddedStore | None = None
+    if settings.mongo_url is None:
+        embedded = EmbeddedStore(
+            str((settings.data_dir / "db").resolve()), log_path=settings.data_dir / "db.log"
+        )
+    mongo_url = settings.mongo_url or (embedded.url if embedded else "")
+    mongo = make_client(mongo_url, metrics, timeout_s=min(5.0, settings.store_connect_timeout_s))
+    db = mongo[settings.mongo_db]
+    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+
+    manager: LocalManager
+    connections: ConnectionRegistry
+    limiter: RateLimiter
+    if redis is not None:
+        manager = RoutedRedisManager(redis, settings.redis_prefix, settings.node_id)
+        connections = RedisConnections(redis, settings.redis_prefix, settings.node_id)
+        limiter = RedisRateLimiter(redis, settings.redis_prefix)
+    else:
+        manager = LocalManager()
+        connections = LocalConnections()
+        limiter = LocalRateLimiter()
+
+    sio = socketio.AsyncServer(
+        async_mode="aiohttp",
+        client_manager=manager,
+        cors_allowed_origins=list(settings.cors_origins) if settings.cors_origins != ("*",) else "*",
+        max_http_buffer_size=settings.limits.max_frame_bytes,
+        logger=False,
+        engineio_logger=False,
+    )
+    users = UserStore(db)
+    revocations = RevocationStore(db, redis, settings.redis_prefix)
+    core = Core(
+        settings=settings,
+        metrics=metrics,
+        db=db,
+        redis=redis,
+        access=AccessControl(TokenVerifier(settings.jwt), users, revocations),
+        users=users,
+        revocations=revocations,
+        connections=connections,
+        rate_limiter=limiter,
+        notifier=Notifier(sio),
+        background=Background(),
+    )
+
+    sio.register_namespace(ChatNamespace("/chat", core))
+    sio.register_namespace(PresenceNamespace("/presence", core))
+    sio.register_namespace(CallNamespace("/call", core))
+
+    app = web.Application(middlewares=[make_middleware(metrics)], client_max_size=1024 * 1024)
+    app[CORE] = core
+    app[SIO] = sio
+    app[MONGO] = mongo
+    if embedded is not None:
+        app[EMBEDDED] = embedded
+    sio.attach(app)
+    routes = health_routes(core, mongo)
+    app.add_routes(routes)
+    _setup_cors(app, settings)
+
+    app.cleanup_ctx.append(_store_ctx(embedded, mongo_url))
+    app.cleanup_ctx.append(_redis_ctx(manager, connections))
+    app.on_shutdown.append(_drain_sockets)
+    return app
+
+
+def _setup_cors(app: web.Application, settings: Settings) -> None:
+    if not settings.cors_origins:
+        return
+    options = aiohttp_cors.ResourceOptions(allow_credentials=True, expose_headers="*", allow_headers="*")
+    cors = aiohttp_cors.setup(app, defaults={origin: options for origin in settings.cors_origins})
+    for route in list(app.router.routes()):
+        if not route.resource or not route.resource.canonical.startswith("/socket.io"):
+            cors.add(route)
+
+
+def _store_ctx(embedded: EmbeddedStore | None, url: str) -> Any:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        core, mongo = app[CORE], app[MONGO]
+        settings = core.settings
+        if embedded is not None and not embedded.alive():
+            embedded.start()
+            log.info("embedded_store_started", port=embedded.port, storage=embedded.storage)
+        try:
+            await wait_until_reachable(mongo, settings.store_connect_timeout_s, redact(url))
+            await indexes.ensure_all(core.db)
+        except StoreUnavailable:
+            await mongo.close()
+            if embedded is not None:
+                embedded.stop()
+            raise
+        try:
+            yield
+        finally:
+            await core.background.drain(settings.shutdown_timeout_s / 2)
+            await mongo.close()
+            if embedded is not None:
+                embedded.stop()
+
+    return ctx
+
+
+def _redis_ctx(manager: LocalManager, connections: ConnectionRegistry) -> Any:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        core = app[CORE]
+        if core.redis is not None:
+            try:
+                await asyncio.wait_for(core.redis.ping(), timeout=core.settings.store_connect_timeout_s)
+            except Exception as exc:
+                raise StoreUnavailable(f"Redis at {redact(core.settings.redis_url or '')} not reachable: {exc}") from None
+        await manager.start()
+        await connections.start()
+        try:
+            yield
+        finally:
+            await connections.stop()
+            await manager.stop()
+            if core.redis is not None:
+                with contextlib.suppress(Exception):
+                    await core.redis.aclose()
+
+    return ctx
+
+
+async def _drain_sockets(app: web.Application) -> None:
+    """Tell local clients we are going away, then close their transports so they reconnect elsewhere."""
+    sio = app[SIO]
+    manager = sio.manager
+    for namespace in NAMESPACES:
+        sids = [sid for sid, _ in manager.get_participants(namespace, None)] if namespace in manager.rooms else []
+        for sid in sids:
+            await sio.emit("server:shutdown", {"reason": "restart"}, to=sid, namespace=namespace)
+    with contextlib.suppress(Exception):
+        await sio.eio.disconnect()
+    await sio.shutdown()
+    log.info("sockets_drained")

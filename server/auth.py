@@ -1,0 +1,136 @@
+"""Token verification for connects and REST: JWTs issued by the platform's identity service.
+
+`TokenVerifier.verify` checks signature, exp/nbf (with leeway), iss/aud when configured, and maps
+every failure to one protocol refusal code. Revocation, bans and connection caps are checked by
+`server.access.AccessControl`, which owns the stores.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from config.errors import AppError
+from config.settings import JwtSettings
+
+
+class AuthRefused(AppError):
+    """A connect or request refused for an auth reason; `code` is one of PROTOCOL.md's refusal codes."""
+
+    http_status = 401
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        if code in ("banned", "auth_revoked"):
+            self.http_status = 403
+        elif code == "limit_reached":
+            self.http_status = 429
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    user_id: str
+    name: str | None
+    roles: tuple[str, ...]
+    jti: str | None
+    issued_at: float | None
+    expires_at: float | None
+
+    def has_role(self, *roles: str) -> bool:
+        return any(r in self.roles for r in roles)
+
+
+class TokenVerifier:
+    def __init__(self, settings: JwtSettings) -> None:
+        self._settings = settings
+        self._key = settings.public_key or settings.secret or ""
+
+    def verify(self, token: str | None) -> Identity:
+        if not token:
+            raise AuthRefused("auth_missing", "a token is required")
+        s = self._settings
+        options: dict[str, Any] = {"require": ["exp", "sub"]}
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=list(s.algorithms),
+                issuer=s.issuer,
+                audience=s.audience,
+                leeway=s.leeway_s,
+                options={**options, "verify_aud": s.audience is not None},
+            )
+        except jwt.ExpiredSignatureError:
+            raise AuthRefused("auth_expired", "token has expired") from None
+        except jwt.PyJWTError as exc:
+            raise AuthRefused("auth_invalid", f"token rejected: {exc}") from None
+        return _identity(claims)
+
+
+def _identity(claims: Mapping[str, Any]) -> Identity:
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not sub or len(sub) > 128:
+        raise AuthRefused("auth_invalid", "token subject must be a non-empty string")
+    roles = claims.get("roles", ["user"])
+    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+        raise AuthRefused("auth_invalid", "roles must be a list of strings")
+    name = claims.get("name")
+    iat = claims.get("iat")
+    jti = claims.get("jti")
+    return Identity(
+        user_id=sub,
+        name=name if isinstance(name, str) else None,
+        roles=tuple(roles),
+        jti=jti if isinstance(jti, str) else None,
+        issued_at=float(iat) if isinstance(iat, int | float) else None,
+        expires_at=float(claims["exp"]),
+    )
+
+
+def mint_token(
+    secret: str,
+    user_id: str,
+    *,
+    name: str | None = None,
+    roles: list[str] | None = None,
+    ttl_s: int = 3600,
+    issuer: str | None = None,
+    audience: str | None = None,
+    algorithm: str = "HS256",
+    now: float | None = None,
+) -> str:
+    """Mint an HS-signed token (dev command and tests; the platform issues real ones)."""
+    issued = int(now if now is not None else time.time())
+    claims: dict[str, Any] = {
+        "sub": user_id,
+        "iat": issued,
+        "exp": issued + ttl_s,
+        "jti": uuid.uuid4().hex,
+        "roles": roles or ["user"],
+    }
+    if name:
+        claims["name"] = name
+    if issuer:
+        claims["iss"] = issuer
+    if audience:
+        claims["aud"] = audience
+    return jwt.encode(claims, secret, algorithm=algorithm)
+
+
+def token_from(auth: object, headers: Mapping[str, str]) -> str | None:
+    """The token from a Socket.IO `auth` payload, else an `Authorization: Bearer` header."""
+    if isinstance(auth, dict):
+        token = auth.get("token")
+        if isinstance(token, str) and token:
+            return token
+    header = headers.get("Authorization") or headers.get("HTTP_AUTHORIZATION") or ""
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None

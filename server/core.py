@@ -1,0 +1,34 @@
+"""The shared services every namespace and route receives (built once, in `server.app`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo.asynchronous.database import AsyncDatabase
+from redis.asyncio import Redis
+
+from config.settings import Settings
+from server.access import AccessControl
+from server.background import Background
+from server.connections import ConnectionRegistry
+from server.metrics import Metrics
+from server.notify import Notifier
+from server.ratelimit import RateLimiter
+from server.revocation import RevocationStore
+from server.users import UserStore
+
+
+@dataclass
+class Core:
+    settings: Settings
+    metrics: Metrics
+    db: AsyncDatabase[dict[str, Any]]
+    redis: Redis | None
+    access: AccessControl
+    users: UserStore
+    revocations: RevocationStore
+    connections: ConnectionRegistry
+    rate_limiter: RateLimiter
+    notifier: Notifier
+    background: Background

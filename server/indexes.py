@@ -1,0 +1,13 @@
+"""Every package's indexes, created idempotently at start-up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo.asynchronous.database import AsyncDatabase
+
+from server import users
+
+
+async def ensure_all(db: AsyncDatabase[dict[str, Any]]) -> None:
+    await users.ensure_indexes(db)

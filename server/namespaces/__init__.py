@@ -1,0 +1,1 @@
+"""Socket.IO namespaces: thin handlers over services (one class per namespace)."""

@@ -1,0 +1,192 @@
+"""Socket.IO client managers: in-process, or routed across nodes through Redis.
+
+The stock `AsyncRedisManager` publishes every emit on one channel that every node decodes. Here a
+node subscribes to one Redis channel per room it holds members of (rooms are per-user, `u:<id>`),
+so an emit reaches only the nodes where its target is connected and Redis cost stays flat as nodes
+are added. Publishes go through an ordered outbox flushed in pipelines, so the emitting handler
+never waits for a Redis round trip and events to one room keep their order.
+
+Emits addressed to a single sid are delivered locally only: the application always addresses users
+through their rooms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+from typing import Any
+
+import msgpack
+import socketio
+import structlog
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+
+log = structlog.get_logger(__name__)
+
+
+class LocalManager(socketio.AsyncManager):  # type: ignore[misc]
+    """In-memory manager for a single node, with the same extra API as the routed one."""
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def disconnect_room(self, room: str, namespace: str) -> None:
+        await self._disconnect_local(room, namespace)
+
+    async def _disconnect_local(self, room: str, namespace: str) -> None:
+        try:
+            sids = [sid for sid, _ in self.get_participants(namespace, room)]
+        except KeyError:
+            return
+        for sid in sids:
+            await self.server.disconnect(sid, namespace=namespace, ignore_queue=True)
+
+    def local_room_size(self, room: str, namespace: str) -> int:
+        return len(self.rooms.get(namespace, {}).get(room, ()))
+
+
+class RoutedRedisManager(LocalManager):
+    def __init__(self, redis: Redis, prefix: str, node_id: str) -> None:
+        super().__init__()
+        self._redis = redis
+        self._prefix = prefix
+        self.host_id = node_id
+        self._broadcast = f"{prefix}:all"
+        self._pubsub: PubSub | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._outbox: list[tuple[str, bytes]] = []
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def _channel(self, namespace: str, room: str) -> str:
+        return f"{self._prefix}:room:{namespace}:{room}"
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        await self._pubsub.subscribe(self._broadcast)
+        self._listener = asyncio.create_task(self._listen())
+        self._writer = asyncio.create_task(self._write())
+
+    async def stop(self) -> None:
+        await self.flush()
+        for task in (self._listener, self._writer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                await self._pubsub.aclose()
+
+    async def flush(self) -> None:
+        """Wait until every queued publish has been handed to Redis."""
+        while self._outbox:
+            self._idle.clear()
+            self._wake.set()
+            await self._idle.wait()
+
+    # -- room membership drives subscriptions -----------------------------------------------------
+    async def enter_room(self, sid: str, namespace: str, room: str, eio_sid: str | None = None) -> None:
+        fresh = room not in self.rooms.get(namespace, {})
+        self.basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
+        if fresh and room != sid and self._pubsub is not None:
+            await self._pubsub.subscribe(self._channel(namespace, room))
+
+    async def leave_room(self, sid: str, namespace: str, room: str) -> None:
+        self.basic_leave_room(sid, namespace, room)
+        await self._unsubscribe_empty(namespace, [room])
+
+    async def disconnect(self, sid: str, namespace: str, **kwargs: Any) -> None:
+        rooms = [r for r in self.get_rooms(sid, namespace) if r != sid]
+        self.basic_disconnect(sid, namespace, **kwargs)
+        await self._unsubscribe_empty(namespace, rooms)
+
+    async def _unsubscribe_empty(self, namespace: str, rooms: Iterable[str]) -> None:
+        gone = [self._channel(namespace, r) for r in rooms if r not in self.rooms.get(namespace, {})]
+        if gone and self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                await self._pubsub.unsubscribe(*gone)
+
+    # -- emits ------------------------------------------------------------------------------------
+    async def emit(
+        self,
+        event: str,
+        data: Any,
+        namespace: str,
+        room: str | None = None,
+        skip_sid: Any = None,
+        callback: Any = None,
+        to: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        room = to or room
+        if room is None or not self.is_sid_room(namespace, room):
+            channel = self._broadcast if room is None else self._channel(namespace, room)
+            self._queue(channel, {"m": "emit", "e": event, "d": data, "t": isinstance(data, tuple),
+                                  "n": namespace, "r": room, "s": skip_sid})
+        await super().emit(event, data, namespace, room=room, skip_sid=skip_sid, callback=callback)
+
+    async def disconnect_room(self, room: str, namespace: str) -> None:
+        self._queue(self._channel(namespace, room), {"m": "disconnect", "n": namespace, "r": room})
+        await self._disconnect_local(room, namespace)
+
+    def _queue(self, channel: str, message: dict[str, Any]) -> None:
+        message["h"] = self.host_id
+        self._outbox.append((channel, msgpack.packb(message, use_bin_type=True)))
+        self._wake.set()
+
+    async def _write(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._outbox = self._outbox, []
+            if batch:
+                pipe = self._redis.pipeline(transaction=False)
+                for channel, payload in batch:
+                    pipe.publish(channel, payload)
+                try:
+                    await pipe.execute()
+                except Exception:
+                    log.exception("redis_publish_failed", dropped=len(batch))
+            if not self._outbox:
+                self._idle.set()
+
+    async def _listen(self) -> None:
+        assert self._pubsub is not None
+        while True:
+            try:
+                async for raw in self._pubsub.listen():
+                    if raw.get("type") == "message":
+                        await self._handle(raw["data"])
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("redis_listen_failed")
+                await asyncio.sleep(0.5)
+
+    async def _handle(self, payload: bytes) -> None:
+        try:
+            message = msgpack.unpackb(payload, raw=False)
+        except Exception:
+            log.warning("redis_bad_message")
+            return
+        if message.get("h") == self.host_id:
+            return
+        namespace, room = message["n"], message.get("r")
+        if message["m"] == "emit":
+            data = message["d"]
+            if message.get("t") and isinstance(data, list):
+                data = tuple(data)
+            await socketio.AsyncManager.emit(
+                self, message["e"], data, namespace, room=room, skip_sid=message.get("s")
+            )
+        elif message["m"] == "disconnect" and room is not None:
+            await self._disconnect_local(room, namespace)

@@ -1,0 +1,68 @@
+"""User records seen on connect: display name, roles, first/last seen, bans, token cut-off."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo.asynchronous.database import AsyncDatabase
+
+from server.auth import Identity
+
+Doc = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class UserStatus:
+    banned: bool
+    tokens_valid_after: float | None
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UserStore:
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self._users = db["users"]
+
+    async def status(self, user_id: str) -> UserStatus:
+        doc = await self._users.find_one(
+            {"_id": user_id}, projection={"banned": 1, "tokens_valid_after": 1}
+        )
+        if doc is None:
+            return UserStatus(banned=False, tokens_valid_after=None)
+        after = doc.get("tokens_valid_after")
+        return UserStatus(
+            banned=bool(doc.get("banned")),
+            tokens_valid_after=after.timestamp() if isinstance(after, dt.datetime) else None,
+        )
+
+    async def seen(self, identity: Identity) -> None:
+        now = _now()
+        update: Doc = {"$set": {"roles": list(identity.roles), "last_seen": now}, "$setOnInsert": {"first_seen": now}}
+        if identity.name:
+            update["$set"]["name"] = identity.name
+        await self._users.update_one({"_id": identity.user_id}, update, upsert=True)
+
+    async def get(self, user_id: str) -> Doc | None:
+        return await self._users.find_one({"_id": user_id})
+
+    async def set_banned(self, user_id: str, banned: bool, reason: str | None = None) -> None:
+        await self._users.update_one(
+            {"_id": user_id},
+            {"$set": {"banned": banned, "ban_reason": reason, "ban_changed_at": _now()}},
+            upsert=True,
+        )
+
+    async def revoke_all_tokens(self, user_id: str, at: dt.datetime | None = None) -> None:
+        """Tokens issued before `at` (default now) stop working for this user."""
+        await self._users.update_one(
+            {"_id": user_id}, {"$set": {"tokens_valid_after": at or _now()}}, upsert=True
+        )
+
+
+async def ensure_indexes(db: AsyncDatabase[Doc]) -> None:
+    await db["users"].create_index("last_seen")
+    await db["revoked_tokens"].create_index("expires_at", expireAfterSeconds=0)
