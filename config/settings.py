@@ -112,20 +112,20 @@ class Env:
     def __init__(self, source: Mapping[str, str]) -> None:
         self._src = source
 
-    def str(self, name: str, default: str | None = None) -> str | None:
+    def text(self, name: str, default: str | None = None) -> str | None:
         raw = self._src.get(name)
         if raw is None or raw.strip() == "":
             return default
-        return raw.strip()
+        return str(raw).strip()
 
     def required(self, name: str) -> str:
-        value = self.str(name)
+        value = self.text(name)
         if value is None:
             raise ConfigError(name, "is required")
         return value
 
-    def int(self, name: str, default: int, *, min_value: int | None = None) -> int:
-        raw = self.str(name)
+    def integer(self, name: str, default: int, *, min_value: int | None = None) -> int:
+        raw = self.text(name)
         if raw is None:
             return default
         try:
@@ -136,8 +136,8 @@ class Env:
             raise ConfigError(name, f"must be >= {min_value}, got {value}")
         return value
 
-    def float(self, name: str, default: float, *, min_value: float | None = None) -> float:
-        raw = self.str(name)
+    def number(self, name: str, default: float, *, min_value: float | None = None) -> float:
+        raw = self.text(name)
         if raw is None:
             return default
         try:
@@ -148,8 +148,8 @@ class Env:
             raise ConfigError(name, f"must be >= {min_value}, got {value}")
         return value
 
-    def bool(self, name: str, default: bool) -> bool:
-        raw = self.str(name)
+    def flag(self, name: str, default: bool) -> bool:
+        raw = self.text(name)
         if raw is None:
             return default
         lowered = raw.lower()
@@ -160,13 +160,13 @@ class Env:
         raise ConfigError(name, f"must be true or false, got {raw!r}")
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
-        value = (self.str(name) or default).lower()
+        value = (self.text(name) or default).lower()
         if value not in choices:
             raise ConfigError(name, f"must be one of {', '.join(choices)}, got {value!r}")
         return value
 
-    def list(self, name: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
-        raw = self.str(name)
+    def items(self, name: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+        raw = self.text(name)
         if raw is None:
             return default
         return tuple(part.strip() for part in raw.split(",") if part.strip())
@@ -221,9 +221,9 @@ def load_settings(environ: Mapping[str, str] | None = None, *, dotenv: Path | No
     mode = env.choice("PAIRLY_MODE", "dev", ("dev", "production"))
     production = mode == "production"
 
-    secret = env.str("PAIRLY_JWT_SECRET")
-    public_key = env.str("PAIRLY_JWT_PUBLIC_KEY")
-    public_key_file = env.str("PAIRLY_JWT_PUBLIC_KEY_FILE")
+    secret = env.text("PAIRLY_JWT_SECRET")
+    public_key = env.text("PAIRLY_JWT_PUBLIC_KEY")
+    public_key_file = env.text("PAIRLY_JWT_PUBLIC_KEY_FILE")
     if public_key_file:
         try:
             public_key = Path(public_key_file).read_text()
@@ -241,7 +241,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, dotenv: Path | No
         if len(secret) < _MIN_SECRET_LEN:
             raise ConfigError("PAIRLY_JWT_SECRET", f"must be at least {_MIN_SECRET_LEN} characters in production")
     default_algs = ("RS256",) if public_key else ("HS256",)
-    algorithms = env.list("PAIRLY_JWT_ALGORITHMS", default_algs)
+    algorithms = env.items("PAIRLY_JWT_ALGORITHMS", default_algs)
     allowed = {"HS256", "HS384", "HS512"} if secret else {"RS256", "RS384", "RS512", "ES256", "ES384", "EdDSA"}
     bad = [a for a in algorithms if a not in allowed]
     if bad or not algorithms:
@@ -252,51 +252,51 @@ def load_settings(environ: Mapping[str, str] | None = None, *, dotenv: Path | No
         secret=secret,
         public_key=public_key,
         algorithms=algorithms,
-        issuer=env.str("PAIRLY_JWT_ISSUER"),
-        audience=env.str("PAIRLY_JWT_AUDIENCE"),
-        leeway_s=env.float("PAIRLY_JWT_LEEWAY_S", 30.0, min_value=0),
+        issuer=env.text("PAIRLY_JWT_ISSUER"),
+        audience=env.text("PAIRLY_JWT_AUDIENCE"),
+        leeway_s=env.number("PAIRLY_JWT_LEEWAY_S", 30.0, min_value=0),
     )
 
-    mongo_url = env.str("MONGO_URL")
+    mongo_url = env.text("MONGO_URL")
     if mongo_url is not None and not mongo_url.startswith(("mongodb://", "mongodb+srv://")):
         raise ConfigError("MONGO_URL", "must start with mongodb:// or mongodb+srv://")
-    redis_url = env.str("REDIS_URL")
+    redis_url = env.text("REDIS_URL")
     if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("REDIS_URL", "must start with redis://, rediss:// or unix://")
 
-    max_payload = env.int("PAIRLY_MAX_PAYLOAD_BYTES", 64 * 1024, min_value=256)
-    max_frame = env.int("PAIRLY_MAX_FRAME_BYTES", 1024 * 1024, min_value=1024)
+    max_payload = env.integer("PAIRLY_MAX_PAYLOAD_BYTES", 64 * 1024, min_value=256)
+    max_frame = env.integer("PAIRLY_MAX_FRAME_BYTES", 1024 * 1024, min_value=1024)
     if max_frame < max_payload:
         raise ConfigError("PAIRLY_MAX_FRAME_BYTES", "must be >= PAIRLY_MAX_PAYLOAD_BYTES")
     limits = Limits(
         max_payload_bytes=max_payload,
         max_frame_bytes=max_frame,
-        max_connections_per_user=env.int("PAIRLY_MAX_CONNECTIONS_PER_USER", 10, min_value=1),
-        rate_limits=_parse_rate_limits("PAIRLY_RATE_LIMITS", env.str("PAIRLY_RATE_LIMITS")),
+        max_connections_per_user=env.integer("PAIRLY_MAX_CONNECTIONS_PER_USER", 10, min_value=1),
+        rate_limits=_parse_rate_limits("PAIRLY_RATE_LIMITS", env.text("PAIRLY_RATE_LIMITS")),
     )
 
     log_format = env.choice("PAIRLY_LOG_FORMAT", "json" if production else "console", ("console", "json"))
     level = env.choice("PAIRLY_LOG_LEVEL", "info", ("debug", "info", "warning", "error"))
-    cors = env.list("PAIRLY_CORS_ORIGINS", () if production else ("*",))
+    cors = env.items("PAIRLY_CORS_ORIGINS", () if production else ("*",))
     if production and "*" in cors:
         raise ConfigError("PAIRLY_CORS_ORIGINS", "'*' is refused in production; list the app origins")
 
     return Settings(
         mode="production" if production else "dev",
-        host=env.str("PAIRLY_HOST", "0.0.0.0") or "0.0.0.0",
-        port=env.int("PAIRLY_PORT", 8080, min_value=0),
-        node_id=env.str("PAIRLY_NODE_ID") or secrets.token_hex(4),
-        data_dir=Path(env.str("PAIRLY_DATA_DIR", "var") or "var"),
+        host=env.text("PAIRLY_HOST", "0.0.0.0") or "0.0.0.0",
+        port=env.integer("PAIRLY_PORT", 8080, min_value=0),
+        node_id=env.text("PAIRLY_NODE_ID") or secrets.token_hex(4),
+        data_dir=Path(env.text("PAIRLY_DATA_DIR", "var") or "var"),
         mongo_url=mongo_url,
-        mongo_db=env.str("MONGO_DB", "pairly") or "pairly",
-        store_connect_timeout_s=env.float("PAIRLY_STORE_CONNECT_TIMEOUT_S", 15.0, min_value=0.1),
+        mongo_db=env.text("MONGO_DB", "pairly") or "pairly",
+        store_connect_timeout_s=env.number("PAIRLY_STORE_CONNECT_TIMEOUT_S", 15.0, min_value=0.1),
         redis_url=redis_url,
-        redis_prefix=env.str("REDIS_PREFIX", "pairly") or "pairly",
+        redis_prefix=env.text("REDIS_PREFIX", "pairly") or "pairly",
         jwt=jwt,
         cors_origins=cors,
         limits=limits,
         log_level=level,
         log_format="json" if log_format == "json" else "console",
-        shutdown_timeout_s=env.float("PAIRLY_SHUTDOWN_TIMEOUT_S", 8.0, min_value=0.5),
+        shutdown_timeout_s=env.number("PAIRLY_SHUTDOWN_TIMEOUT_S", 8.0, min_value=0.5),
         extra=dict(environ),
     )

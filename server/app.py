@@ -21,6 +21,7 @@ from server import indexes
 from server.access import AccessControl
 from server.auth import TokenVerifier
 from server.background import Background
+from server.blocks import BlockStore
 from server.connections import ConnectionRegistry, LocalConnections, RedisConnections
 from server.core import Core
 from server.metrics import Metrics
@@ -90,6 +91,7 @@ def create_app(settings: Settings) -> web.Application:
         rate_limiter=limiter,
         notifier=Notifier(sio),
         background=Background(),
+        blocks=BlockStore(db),
     )
 
     sio.register_namespace(ChatNamespace("/chat", core))
@@ -116,7 +118,9 @@ def create_app(settings: Settings) -> web.Application:
 def _setup_cors(app: web.Application, settings: Settings) -> None:
     if not settings.cors_origins:
         return
-    options = aiohttp_cors.ResourceOptions(allow_credentials=True, expose_headers="*", allow_headers="*")
+    options = aiohttp_cors.ResourceOptions(  # type: ignore[no-untyped-call]
+        allow_credentials=True, expose_headers="*", allow_headers="*"
+    )
     cors = aiohttp_cors.setup(app, defaults={origin: options for origin in settings.cors_origins})
     for route in list(app.router.routes()):
         if not route.resource or not route.resource.canonical.startswith("/socket.io"):
@@ -156,7 +160,8 @@ def _redis_ctx(manager: LocalManager, connections: ConnectionRegistry) -> Any:
             try:
                 await asyncio.wait_for(core.redis.ping(), timeout=core.settings.store_connect_timeout_s)
             except Exception as exc:
-                raise StoreUnavailable(f"Redis at {redact(core.settings.redis_url or '')} not reachable: {exc}") from None
+                where = redact(core.settings.redis_url or "")
+                raise StoreUnavailable(f"Redis at {where} not reachable: {exc}") from None
         await manager.start()
         await connections.start()
         try:

@@ -55,7 +55,6 @@ class TokenVerifier:
         if not token:
             raise AuthRefused("auth_missing", "a token is required")
         s = self._settings
-        options: dict[str, Any] = {"require": ["exp", "sub"]}
         try:
             claims = jwt.decode(
                 token,
@@ -64,7 +63,7 @@ class TokenVerifier:
                 issuer=s.issuer,
                 audience=s.audience,
                 leeway=s.leeway_s,
-                options={**options, "verify_aud": s.audience is not None},
+                options={"require": ["exp", "sub"], "verify_aud": s.audience is not None},
             )
         except jwt.ExpiredSignatureError:
             raise AuthRefused("auth_expired", "token has expired") from None

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from config.settings import Settings
 from server.access import AccessControl
 from server.background import Background
+from server.blocks import BlockStore
 from server.connections import ConnectionRegistry
 from server.metrics import Metrics
 from server.notify import Notifier
@@ -32,3 +33,4 @@ class Core:
     rate_limiter: RateLimiter
     notifier: Notifier
     background: Background
+    blocks: BlockStore

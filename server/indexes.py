@@ -6,8 +6,9 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from server import users
+from server import blocks, users
 
 
 async def ensure_all(db: AsyncDatabase[dict[str, Any]]) -> None:
     await users.ensure_indexes(db)
+    await blocks.ensure_indexes(db)

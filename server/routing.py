@@ -84,7 +84,7 @@ class RoutedRedisManager(LocalManager):
                     await task
         if self._pubsub is not None:
             with contextlib.suppress(Exception):
-                await self._pubsub.aclose()
+                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def flush(self) -> None:
         """Wait until every queued publish has been handed to Redis."""

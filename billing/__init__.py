@@ -1,0 +1,1 @@
+"""Credits: ledger, wallet, pricing, metering and payment providers. Imports no transport."""
