@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
@@ -34,3 +35,6 @@ class Core:
     notifier: Notifier
     background: Background
     blocks: BlockStore
+    # Called (synchronously, no await) with the user id on every handled client event; presence
+    # uses it to keep active users from turning `away`.
+    activity: Callable[[str], None] = field(default=lambda _user: None)

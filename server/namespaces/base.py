@@ -134,6 +134,7 @@ class BaseNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 wait = await self.core.rate_limiter.take(caller.user_id, event, rate)
                 if wait > 0:
                     raise RateLimited(f"too many {event} events", retry_after_s=wait)
+            self.core.activity(caller.user_id)
             result = await handler(caller, data)
             ack: Ack = {"ok": True}
             if result:
