@@ -14,6 +14,9 @@ from aiohttp import web
 from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
 
+from billing.ledger import Ledger
+from billing.pricing import Pricing
+from billing.wallet_events import WalletEvents
 from config.settings import Settings
 from rest.health import health_routes
 from rest.middleware import make_middleware
@@ -41,6 +44,8 @@ log = structlog.get_logger(__name__)
 CORE = web.AppKey("core", Core)
 SIO = web.AppKey("sio", socketio.AsyncServer)
 MONGO = web.AppKey("mongo", AsyncMongoClient)
+LEDGER = web.AppKey("ledger", Ledger)
+PRICING = web.AppKey("pricing", Pricing)
 EMBEDDED = web.AppKey("embedded_store", EmbeddedStore)
 
 
@@ -94,6 +99,9 @@ def create_app(settings: Settings) -> web.Application:
         blocks=BlockStore(db),
     )
 
+    pricing = Pricing.from_env(settings.env())
+    ledger = Ledger(db, signup_bonus=pricing.signup_bonus, on_change=WalletEvents(core.notifier.account_event))
+
     sio.register_namespace(ChatNamespace("/chat", core))
     sio.register_namespace(PresenceNamespace("/presence", core))
     sio.register_namespace(CallNamespace("/call", core))
@@ -102,6 +110,8 @@ def create_app(settings: Settings) -> web.Application:
     app[CORE] = core
     app[SIO] = sio
     app[MONGO] = mongo
+    app[LEDGER] = ledger
+    app[PRICING] = pricing
     if embedded is not None:
         app[EMBEDDED] = embedded
     sio.attach(app)
@@ -111,6 +121,7 @@ def create_app(settings: Settings) -> web.Application:
 
     app.cleanup_ctx.append(_store_ctx(embedded, mongo_url))
     app.cleanup_ctx.append(_redis_ctx(manager, connections))
+    app.cleanup_ctx.append(_ledger_ctx(ledger))
     app.on_shutdown.append(_drain_sockets)
     return app
 
@@ -172,6 +183,17 @@ def _redis_ctx(manager: LocalManager, connections: ConnectionRegistry) -> Any:
             if core.redis is not None:
                 with contextlib.suppress(Exception):
                     await core.redis.aclose()
+
+    return ctx
+
+
+def _ledger_ctx(ledger: Ledger) -> Any:
+    async def ctx(_: web.Application) -> AsyncIterator[None]:
+        await ledger.start()
+        try:
+            yield
+        finally:
+            await ledger.stop()  # every queued credit movement is written before the store closes
 
     return ctx
 

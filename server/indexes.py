@@ -6,9 +6,11 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
+from billing import ledger
 from server import blocks, users
 
 
 async def ensure_all(db: AsyncDatabase[dict[str, Any]]) -> None:
     await users.ensure_indexes(db)
     await blocks.ensure_indexes(db)
+    await ledger.ensure_indexes(db)

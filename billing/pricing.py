@@ -1,0 +1,27 @@
+"""What things cost, in credits. Defaults are the product's; every price is configurable."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from config.settings import Env
+
+
+@dataclass(frozen=True)
+class Pricing:
+    message: int = 1
+    audio_per_minute: int = 5
+    video_per_minute: int = 10
+    signup_bonus: int = 10
+
+    def call_per_minute(self, media: str) -> int:
+        return self.video_per_minute if media == "video" else self.audio_per_minute
+
+    @classmethod
+    def from_env(cls, env: Env) -> Pricing:
+        return cls(
+            message=env.integer("PAIRLY_PRICE_MESSAGE", cls.message, min_value=0),
+            audio_per_minute=env.integer("PAIRLY_PRICE_AUDIO_PER_MIN", cls.audio_per_minute, min_value=0),
+            video_per_minute=env.integer("PAIRLY_PRICE_VIDEO_PER_MIN", cls.video_per_minute, min_value=0),
+            signup_bonus=env.integer("PAIRLY_SIGNUP_BONUS", cls.signup_bonus, min_value=0),
+        )
