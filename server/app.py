@@ -32,6 +32,7 @@ from server.namespaces.call import CallNamespace
 from server.namespaces.chat import ChatNamespace
 from server.namespaces.presence import PresenceNamespace
 from server.notify import Notifier
+from server.parser import DualParserServer
 from server.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from server.revocation import RevocationStore
 from server.rooms import NAMESPACES
@@ -74,7 +75,7 @@ def create_app(settings: Settings) -> web.Application:
         connections = LocalConnections()
         limiter = LocalRateLimiter()
 
-    sio = socketio.AsyncServer(
+    sio = DualParserServer(
         async_mode="aiohttp",
         client_manager=manager,
         cors_allowed_origins=list(settings.cors_origins) if settings.cors_origins != ("*",) else "*",

@@ -1,0 +1,72 @@
+"""Socket.IO server that speaks both parsers on one endpoint: JSON (default) and msgpack.
+
+The official msgpack parser sends every packet as one binary frame; the JSON parser sends text
+frames (binary frames only as attachments right after a binary-event header). So the first packet
+of a connection tells which parser the client uses: a binary frame that is not an expected
+attachment is a msgpack packet. Replies to such a connection are re-encoded with msgpack; everyone
+else gets the stock JSON encoding (pre-encoded once per emit, as before).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import socketio
+import structlog
+from engineio import packet as eio_packet
+from socketio import packet as sio_packet
+from socketio.msgpack_packet import MsgPackPacket
+
+log = structlog.get_logger(__name__)
+
+
+class DualParserServer(socketio.AsyncServer):  # type: ignore[misc]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._msgpack_eio: set[str] = set()
+
+    def uses_msgpack(self, eio_sid: str) -> bool:
+        return eio_sid in self._msgpack_eio
+
+    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        if not isinstance(data, bytes) or eio_sid in self._binary_packet:
+            await super()._handle_eio_message(eio_sid, data)
+            return
+        try:
+            pkt = MsgPackPacket(encoded_packet=data)
+            kind = pkt.packet_type
+        except Exception:
+            log.info("bad_binary_frame", eio_sid=eio_sid, size=len(data))
+            return
+        self._msgpack_eio.add(eio_sid)
+        if kind == sio_packet.CONNECT:
+            await self._handle_connect(eio_sid, pkt.namespace, pkt.data)
+        elif kind == sio_packet.DISCONNECT:
+            await self._handle_disconnect(eio_sid, pkt.namespace, self.reason.CLIENT_DISCONNECT)
+        elif kind == sio_packet.EVENT:
+            await self._handle_event(eio_sid, pkt.namespace, pkt.id, pkt.data)
+        elif kind == sio_packet.ACK:
+            await self._handle_ack(eio_sid, pkt.namespace, pkt.id, pkt.data)
+        else:
+            log.info("bad_msgpack_packet", eio_sid=eio_sid, packet_type=kind)
+
+    async def _send_packet(self, eio_sid: str, pkt: Any) -> None:
+        if eio_sid in self._msgpack_eio and not isinstance(pkt, MsgPackPacket):
+            pkt = MsgPackPacket(pkt.packet_type, pkt.data, namespace=pkt.namespace, id=pkt.id)
+        await super()._send_packet(eio_sid, pkt)
+
+    async def _send_eio_packet(self, eio_sid: str, eio_pkt: Any) -> None:
+        # Emits to rooms arrive here pre-encoded as JSON; re-encode for msgpack connections.
+        if eio_sid in self._msgpack_eio and isinstance(eio_pkt.data, str):
+            pkt = sio_packet.Packet(encoded_packet=eio_pkt.data)
+            eio_pkt = eio_packet.Packet(
+                eio_packet.MESSAGE,
+                MsgPackPacket(pkt.packet_type, pkt.data, namespace=pkt.namespace, id=pkt.id).encode(),
+            )
+        await super()._send_eio_packet(eio_sid, eio_pkt)
+
+    async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
+        try:
+            await super()._handle_eio_disconnect(eio_sid, reason)
+        finally:
+            self._msgpack_eio.discard(eio_sid)
