@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,8 +25,13 @@ def _now() -> dt.datetime:
 
 
 class UserStore:
+    # A device joins three namespaces at once and apps reconnect often: `seen` writes a user at most
+    # once per this many seconds per node.
+    SEEN_EVERY_S = 30.0
+
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self._users = db["users"]
+        self._last_seen_write: dict[str, float] = {}
 
     async def status(self, user_id: str) -> UserStatus:
         doc = await self._users.find_one(
@@ -40,6 +46,12 @@ class UserStore:
         )
 
     async def seen(self, identity: Identity) -> None:
+        mono = time.monotonic()
+        if mono - self._last_seen_write.get(identity.user_id, -self.SEEN_EVERY_S) < self.SEEN_EVERY_S:
+            return
+        if len(self._last_seen_write) > 100_000:
+            self._last_seen_write.clear()
+        self._last_seen_write[identity.user_id] = mono
         now = _now()
         update: Doc = {"$set": {"roles": list(identity.roles), "last_seen": now}, "$setOnInsert": {"first_seen": now}}
         if identity.name:
