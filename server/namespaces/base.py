@@ -61,6 +61,7 @@ class BaseNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self._limits = core.settings.limits
         self._metrics = core.metrics
         self._handlers: Mapping[str, Handler] = self.handlers()
+        self._metric_children: dict[str, tuple[Any, Any]] = {}
 
     def handlers(self) -> Mapping[str, Handler]:
         """Wire event name -> handler. Subclasses override."""
@@ -150,7 +151,16 @@ class BaseNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             return ack_error(exc)
         finally:
             label = event if handler is not None else "unknown"
-            self._metrics.events.labels(label).inc()
+            count, latency = self._event_metrics(label)
+            count.inc()
+            latency.observe(time.perf_counter() - started)
             if code != "ok":
                 self._metrics.events_failed.labels(label, code).inc()
-            self._metrics.handler_latency.labels(label).observe(time.perf_counter() - started)
+
+    def _event_metrics(self, label: str) -> tuple[Any, Any]:
+        # Resolving labelled children costs a lock and a dict walk; cache them per event name.
+        cached = self._metric_children.get(label)
+        if cached is None:
+            cached = (self._metrics.events.labels(label), self._metrics.handler_latency.labels(label))
+            self._metric_children[label] = cached
+        return cached
