@@ -25,6 +25,7 @@ from server.access import AccessControl
 from server.auth import TokenVerifier
 from server.background import Background
 from server.blocks import BlockStore
+from server.chat.wiring import ChatRuntime, build_chat
 from server.connections import ConnectionRegistry, LocalConnections, RedisConnections
 from server.core import Core
 from server.metrics import Metrics
@@ -48,6 +49,7 @@ MONGO = web.AppKey("mongo", AsyncMongoClient)
 LEDGER = web.AppKey("ledger", Ledger)
 PRICING = web.AppKey("pricing", Pricing)
 EMBEDDED = web.AppKey("embedded_store", EmbeddedStore)
+CHAT = web.AppKey("chat", ChatRuntime)
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -103,7 +105,8 @@ def create_app(settings: Settings) -> web.Application:
     pricing = Pricing.from_env(settings.env())
     ledger = Ledger(db, signup_bonus=pricing.signup_bonus, on_change=WalletEvents(core.notifier.account_event))
 
-    sio.register_namespace(ChatNamespace("/chat", core))
+    chat = build_chat(core, ledger, pricing)
+    sio.register_namespace(ChatNamespace("/chat", core, chat.service))
     sio.register_namespace(PresenceNamespace("/presence", core))
     sio.register_namespace(CallNamespace("/call", core))
 
@@ -113,6 +116,7 @@ def create_app(settings: Settings) -> web.Application:
     app[MONGO] = mongo
     app[LEDGER] = ledger
     app[PRICING] = pricing
+    app[CHAT] = chat
     if embedded is not None:
         app[EMBEDDED] = embedded
     sio.attach(app)
@@ -123,6 +127,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_store_ctx(embedded, mongo_url))
     app.cleanup_ctx.append(_redis_ctx(manager, connections))
     app.cleanup_ctx.append(_ledger_ctx(ledger))
+    app.cleanup_ctx.append(chat.lifecycle())
     app.on_shutdown.append(_drain_sockets)
     return app
 

@@ -8,9 +8,11 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from billing import ledger
 from server import blocks, users
+from server.chat import store as chat_store
 
 
 async def ensure_all(db: AsyncDatabase[dict[str, Any]]) -> None:
     await users.ensure_indexes(db)
     await blocks.ensure_indexes(db)
     await ledger.ensure_indexes(db)
+    await chat_store.ensure_indexes(db)

@@ -1,0 +1,235 @@
+"""Chat storage: messages, per-user conversation views, reports. MongoDB through PyMongo's async API.
+
+Collections
+- `chat_messages`: one document per message (`_id` = message id). `state` is `pending` from the
+  insert until the sender has been charged, then `ok`; pending messages are invisible everywhere.
+  Unique on (from, client_id): the idempotency of `message:send`.
+- `chat_conversations`: one view per (user, peer) with `last_id` (newest committed message, kept
+  with `$max`) and `read_up_to` (the user's read pointer, kept with `$max`). Unread counts are not
+  stored: they are counted from the messages with an id above the read pointer, so they are exact
+  by construction, whatever the interleaving of sends and reads across nodes.
+- `chat_reports`: one per (message, reporter), for moderators.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from pymongo import ReturnDocument, UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
+
+from server.chat.model import OK, PENDING, Doc
+
+_VISIBLE = {"state": OK}
+
+
+def view_id(user: str, peer: str) -> str:
+    return f"{user}\x1f{peer}"
+
+
+class ChatStore:
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self.messages = db["chat_messages"]
+        self.conversations = db["chat_conversations"]
+        self.reports = db["chat_reports"]
+
+    # -- the commit protocol (see committer.py) ---------------------------------------------------
+    async def insert_pending(self, docs: Sequence[Doc]) -> set[int]:
+        """Insert messages as pending; returns the indexes refused as duplicates of (from, client_id)."""
+        if not docs:
+            return set()
+        try:
+            await self.messages.insert_many(list(docs), ordered=False)
+            return set()
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != 11000 for e in errors):
+                raise
+            return {int(e["index"]) for e in errors}
+
+    async def by_client_ids(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Doc]:
+        """Existing messages for (from, client_id) pairs."""
+        wanted = list(set(keys))
+        if not wanted:
+            return {}
+        query: Doc = {"$or": [{"from": f, "client_id": c} for f, c in wanted]}
+        return {(d["from"], d["client_id"]): d async for d in self.messages.find(query)}
+
+    async def existing_ids(self, ids: Iterable[str], cids: Iterable[str]) -> set[str]:
+        """Which of `ids` are committed messages in one of the conversations `cids`."""
+        wanted = list(set(ids))
+        if not wanted:
+            return set()
+        query: Doc = {"_id": {"$in": wanted}, "cid": {"$in": list(set(cids))}, **_VISIBLE}
+        return {d["_id"] async for d in self.messages.find(query, {"_id": 1})}
+
+    async def settle(self, committed: Sequence[Doc], refused: Sequence[str]) -> None:
+        """Step 3: conversation views for the charged messages, drop refused ones, then mark charged `ok`.
+
+        Views first: a crash between the two leaves charged messages pending, which the recovery sweep
+        marks ok (their ledger entry is applied); it never leaves a visible message without its view.
+        Every write here is idempotent ($max, state-guarded), so a message settled twice is harmless.
+        """
+        views: dict[str, tuple[str, str, str, str, dt.datetime]] = {}
+        for doc in committed:
+            for user, peer in ((doc["from"], doc["to"]), (doc["to"], doc["from"])):
+                key = view_id(user, peer)
+                seen = views.get(key)
+                if seen is None or doc["_id"] > seen[3]:
+                    views[key] = (user, peer, doc["cid"], doc["_id"], doc["created_at"])
+        if views:
+            await self.conversations.bulk_write(
+                [
+                    UpdateOne(
+                        {"_id": key},
+                        {"$max": {"last_id": last, "last_at": at},
+                         "$setOnInsert": {"user": user, "peer": peer, "cid": cid, "read_up_to": ""}},
+                        upsert=True,
+                    )
+                    for key, (user, peer, cid, last, at) in views.items()
+                ],
+                ordered=False,
+            )
+        if refused:
+            await self.messages.delete_many({"_id": {"$in": list(refused)}, "state": PENDING})
+        if committed:
+            await self.messages.update_many(
+                {"_id": {"$in": [d["_id"] for d in committed]}, "state": PENDING}, {"$set": {"state": OK}}
+            )
+
+    async def pending_before(self, cutoff: dt.datetime, limit: int = 1000) -> list[Doc]:
+        query: Doc = {"state": PENDING, "created_at": {"$lt": cutoff}}
+        return await self.messages.find(query).sort("_id", 1).limit(limit).to_list()
+
+    # -- reads ------------------------------------------------------------------------------------
+    async def get(self, message_id: str) -> Doc | None:
+        return await self.messages.find_one({"_id": message_id, **_VISIBLE})
+
+    async def history(self, cid: str, user: str, before: str | None, limit: int) -> list[Doc]:
+        query: Doc = {"cid": cid, **_VISIBLE, "hidden_for": {"$ne": user}}
+        if before is not None:
+            query["_id"] = {"$lt": before}
+        return await self.messages.find(query).sort("_id", -1).limit(limit).to_list()
+
+    async def sync(self, user: str, since: str | None, limit: int) -> list[Doc]:
+        query: Doc = {"parties": user, **_VISIBLE, "hidden_for": {"$ne": user}}
+        if since is not None:
+            query["_id"] = {"$gt": since}
+        return await self.messages.find(query).sort("_id", 1).limit(limit).to_list()
+
+    async def views(self, user: str, before: str | None, limit: int) -> list[Doc]:
+        query: Doc = {"user": user}
+        if before is not None:
+            query["last_id"] = {"$lt": before}
+        return await self.conversations.find(query).sort("last_id", -1).limit(limit).to_list()
+
+    async def view(self, user: str, peer: str) -> Doc | None:
+        return await self.conversations.find_one({"_id": view_id(user, peer)})
+
+    async def by_ids(self, ids: Iterable[str]) -> dict[str, Doc]:
+        wanted = list(set(ids))
+        if not wanted:
+            return {}
+        return {d["_id"]: d async for d in self.messages.find({"_id": {"$in": wanted}, **_VISIBLE})}
+
+    async def latest_visible(self, cid: str, user: str) -> Doc | None:
+        docs = await self.history(cid, user, None, 1)
+        return docs[0] if docs else None
+
+    async def unread(self, user: str, pointers: dict[str, str]) -> dict[str, int]:
+        """Unread counts per conversation id: messages to `user` above the read pointer."""
+        if not pointers:
+            return {}
+        pipeline: list[Doc] = [
+            {"$match": {"$or": [{"cid": cid, "_id": {"$gt": ptr}} for cid, ptr in pointers.items()],
+                        "to": user, **_VISIBLE, "deleted": {"$ne": True}, "hidden_for": {"$ne": user}}},
+            {"$group": {"_id": "$cid", "n": {"$sum": 1}}},
+        ]
+        counts = {cid: 0 for cid in pointers}
+        async for row in await self.messages.aggregate(pipeline):
+            counts[row["_id"]] = int(row["n"])
+        return counts
+
+    # -- receipts ---------------------------------------------------------------------------------
+    async def mark_delivered(self, user: str, ids: Sequence[str], at: dt.datetime) -> dict[str, list[str]]:
+        """Messages to `user` still `sent` become `delivered`; returns the changed ids per sender."""
+        query: Doc = {"_id": {"$in": list(set(ids))}, "to": user, **_VISIBLE, "status": "sent"}
+        found = await self.messages.find(query, {"from": 1}).to_list()
+        if not found:
+            return {}
+        await self.messages.update_many(
+            {"_id": {"$in": [d["_id"] for d in found]}, "status": "sent"},
+            {"$set": {"status": "delivered", "delivered_at": at}},
+        )
+        by_sender: dict[str, list[str]] = {}
+        for doc in sorted(found, key=lambda d: str(d["_id"])):
+            by_sender.setdefault(doc["from"], []).append(doc["_id"])
+        return by_sender
+
+    async def mark_read(self, user: str, peer: str, cid: str, up_to: str, at: dt.datetime) -> tuple[list[str], int]:
+        """Move the read pointer to `up_to` (never back); returns (ids newly read, unread left)."""
+        await self.conversations.update_one(
+            {"_id": view_id(user, peer)},
+            {"$max": {"read_up_to": up_to},
+             "$setOnInsert": {"user": user, "peer": peer, "cid": cid, "last_id": ""}},
+            upsert=True,
+        )
+        query: Doc = {"cid": cid, "to": user, **_VISIBLE, "status": {"$ne": "read"}, "_id": {"$lte": up_to}}
+        ids = sorted([d["_id"] async for d in self.messages.find(query, {"_id": 1})])
+        if ids:
+            await self.messages.update_many(
+                {"_id": {"$in": ids}, "status": {"$ne": "read"}}, {"$set": {"status": "read", "read_at": at}}
+            )
+        view = await self.view(user, peer)
+        pointer = str(view.get("read_up_to") or "") if view else up_to
+        counts = await self.unread(user, {cid: pointer})
+        return ids, counts.get(cid, 0)
+
+    # -- edits, deletes, reports ------------------------------------------------------------------
+    async def edit(self, message_id: str, sender: str, text: str, not_before: dt.datetime,
+                   at: dt.datetime) -> Doc | None:
+        return await self.messages.find_one_and_update(
+            {"_id": message_id, "from": sender, **_VISIBLE, "deleted": {"$ne": True},
+             "created_at": {"$gte": not_before}},
+            {"$set": {"text": text, "edited_at": at}},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def hide_for(self, message_id: str, user: str) -> bool:
+        result = await self.messages.update_one(
+            {"_id": message_id, "parties": user, **_VISIBLE}, {"$addToSet": {"hidden_for": user}}
+        )
+        return result.matched_count > 0
+
+    async def delete_for_everyone(self, message_id: str, sender: str, at: dt.datetime) -> Doc | None:
+        return await self.messages.find_one_and_update(
+            {"_id": message_id, "from": sender, **_VISIBLE},
+            {"$set": {"deleted": True, "text": "", "deleted_at": at}},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def report(self, message: Doc, reporter: str, reason: str, at: dt.datetime) -> str:
+        report_id = view_id(message["_id"], reporter)
+        other = message["to"] if message["from"] == reporter else message["from"]
+        await self.reports.update_one(
+            {"_id": report_id},
+            {"$setOnInsert": {"message_id": message["_id"], "reporter": reporter, "reported": other,
+                              "reason": reason, "at": at, "status": "open",
+                              "message": {k: message.get(k) for k in ("from", "to", "text", "created_at", "cid")}}},
+            upsert=True,
+        )
+        return str(message["_id"])
+
+
+async def ensure_indexes(db: AsyncDatabase[Any]) -> None:
+    messages = db["chat_messages"]
+    await messages.create_index([("from", 1), ("client_id", 1)], unique=True)
+    await messages.create_index([("cid", 1), ("_id", -1)])
+    await messages.create_index([("parties", 1), ("_id", 1)])
+    await messages.create_index([("state", 1), ("created_at", 1)])
+    await db["chat_conversations"].create_index([("user", 1), ("last_id", -1)])
+    await db["chat_reports"].create_index([("status", 1), ("at", -1)])
+    await db["chat_reports"].create_index("message_id")
