@@ -147,11 +147,12 @@ class ChatService:
             return
         if last is None and state == "stop":
             return
-        if await self._blocks.either_blocked(user, to):
-            return
+        # Recorded before the (usually cached) block lookup: events of one sender run concurrently.
         if len(self._typing) > _MAX_CACHE:
             self._typing.clear()
         self._typing[key] = (state, now)
+        if await self._blocks.either_blocked(user, to):
+            return
         await self._emit(to, "typing", {"from": user, "state": state}, None)
 
     # -- reading history --------------------------------------------------------------------------
