@@ -3,6 +3,8 @@ with an error, nothing stored or charged, and the connection stays usable."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from server.app import CHAT as CHAT_KEY
@@ -13,7 +15,7 @@ EVENTS = ["message:send", "message:delivered", "conversation:read", "conversatio
           "sync", "message:edit", "message:delete", "user:block", "user:unblock", "message:report"]
 ID = "0" * 22
 HUGE = "x" * 70_000
-BAD = {
+BAD: dict[str, list[Any]] = {
     "message:send": [{"to": 1, "client_id": "c", "text": "t"}, {"to": "bob", "client_id": 5, "text": "t"},
                      {"to": "bob", "client_id": "c" * 65, "text": "t"}, {"to": "", "client_id": "c", "text": "t"},
                      {"to": "b\x00b", "client_id": "c", "text": "t"}, {"to": ["bob"], "client_id": "c", "text": "t"}],

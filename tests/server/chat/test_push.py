@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -21,7 +22,7 @@ class Receiver:
     """A local push service: verifies the signature, fails the first attempt of each job, counts."""
 
     def __init__(self) -> None:
-        self.jobs: dict[str, dict] = {}
+        self.jobs: dict[str, dict[str, Any]] = {}
         self.attempts: dict[str, int] = {}
         self.bad_signatures = 0
         self.arrived = asyncio.Event()

@@ -4,6 +4,7 @@ the same client_id finishes one in flight — never charged twice, never visible
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from server.app import CHAT as CHAT_KEY
 from server.app import LEDGER
@@ -12,7 +13,7 @@ from server.chat.ids import IdGenerator, conversation_id
 from tests.server.chat.conftest import CHAT, send
 
 
-def _pending(sender: str, to: str, client_id: str) -> dict:
+def _pending(sender: str, to: str, client_id: str) -> dict[str, Any]:
     return model.message_doc(message_id=IdGenerator().next(), cid=conversation_id(sender, to), sender=sender,
                              recipient=to, text=f"left by a crash ({client_id})", client_id=client_id,
                              reply_to=None, created_at=model.now())
