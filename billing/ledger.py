@@ -567,6 +567,29 @@ class Ledger:
                 report.discrepancies.append(Discrepancy(user, 0, delta, 0, held))
         return report
 
+    async def audit(self, *, passes: int = 3, pause_s: float = 0.5) -> ReconcileReport:
+        """`reconcile()` that is safe while other nodes are writing.
+
+        Settles only what is already decided — pending entries the wallet recorded (whatever their
+        age) and pending entries older than RECOVER_AFTER_S — never a young one that may still be in
+        flight. A batch can land between reading the entries and reading the wallets, so a wallet
+        that differs is only reported if it still differs after `passes` attempts.
+        """
+        resolved = 0
+        report = ReconcileReport(wallets=0, entries=0, pending_resolved=0)
+        for attempt in range(max(1, passes)):
+            if attempt:
+                await asyncio.sleep(pause_s)
+            resolved += await self.recover()
+            keys = [d["_id"] async for d in self._entries.find({"state": "pending"}, {"_id": 1})]
+            if keys:
+                resolved += await self.recover(keys=keys)
+            report = await self.reconcile(settle=False)
+            if report.ok:
+                break
+        report.pending_resolved = resolved
+        return report
+
 
 def _positive(amount: int) -> None:
     if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:

@@ -1,9 +1,10 @@
-"""What things cost, in credits. Defaults are the product's; every price is configurable."""
+"""What things cost, in credits, and what credits cost. Defaults are the product's; all configurable."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from billing.packages import Catalogue
 from config.settings import Env
 
 
@@ -13,9 +14,15 @@ class Pricing:
     audio_per_minute: int = 5
     video_per_minute: int = 10
     signup_bonus: int = 10
+    packages: Catalogue = field(default_factory=Catalogue, compare=False)
+    """The credit packages on sale (`billing.packages`, PAIRLY_CREDIT_PACKAGES)."""
 
     def call_per_minute(self, media: str) -> int:
         return self.video_per_minute if media == "video" else self.audio_per_minute
+
+    def public(self) -> dict[str, int]:
+        return {"message": self.message, "audio_per_minute": self.audio_per_minute,
+                "video_per_minute": self.video_per_minute, "signup_bonus": self.signup_bonus}
 
     @classmethod
     def from_env(cls, env: Env) -> Pricing:
@@ -24,4 +31,5 @@ class Pricing:
             audio_per_minute=env.integer("PAIRLY_PRICE_AUDIO_PER_MIN", cls.audio_per_minute, min_value=0),
             video_per_minute=env.integer("PAIRLY_PRICE_VIDEO_PER_MIN", cls.video_per_minute, min_value=0),
             signup_bonus=env.integer("PAIRLY_SIGNUP_BONUS", cls.signup_bonus, min_value=0),
+            packages=Catalogue.from_env(env),
         )

@@ -1,10 +1,13 @@
-"""`python -m server [run]` starts a node; `python -m server token ...` mints a dev token."""
+"""`python -m server [run]` starts a node; `python -m server token ...` mints a dev token;
+`python -m server reconcile` proves balance == Σ ledger entries for every wallet."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
+from pathlib import Path
 
 import structlog
 
@@ -87,6 +90,63 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
+    """Exit 0 when every wallet equals the sum of its ledger entries, 1 when one differs, 2 on errors."""
+    from billing.ledger import Ledger
+    from server.store import EmbeddedStore, make_client, redact, wait_until_reachable
+
+    async def run() -> int:
+        url, embedded, offline = settings.mongo_url, None, bool(args.offline)
+        if url is None:
+            storage = str((settings.data_dir / "db").resolve())
+            owner = _embedded_owner(storage)
+            if owner is not None:
+                print(f"error: the embedded store under {storage} is in use by a running server (pid {owner}); "
+                      "stop it first, or reconcile against MONGO_URL", file=sys.stderr)
+                return 2
+            embedded = EmbeddedStore(storage, log_path=settings.data_dir / "db.log")
+            embedded.start()
+            url, offline = embedded.url, True  # nothing else can be writing
+        client = make_client(url, timeout_s=min(5.0, settings.store_connect_timeout_s))
+        try:
+            await wait_until_reachable(client, settings.store_connect_timeout_s, redact(url))
+            ledger = Ledger(client[settings.mongo_db])
+            report = await (ledger.reconcile() if offline else ledger.audit())
+        except StoreUnavailable as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        finally:
+            await client.close()
+            if embedded is not None:
+                embedded.stop()
+        if args.json:
+            print(json.dumps({"ok": report.ok, "wallets": report.wallets, "entries": report.entries,
+                              "pending_resolved": report.pending_resolved,
+                              "discrepancies": [vars(d) for d in report.discrepancies]}))
+        else:
+            print(f"wallets: {report.wallets}  entries: {report.entries}  "
+                  f"pending settled: {report.pending_resolved}  discrepancies: {len(report.discrepancies)}")
+            for d in report.discrepancies:
+                print(f"  {d.user}: balance {d.balance} vs ledger {d.ledger_sum}; held {d.held} vs ledger "
+                      f"{d.ledger_held_sum}")
+        return 0 if report.ok else 1
+
+    return asyncio.run(run())
+
+
+def _embedded_owner(storage: str) -> int | None:
+    """The pid of a live server whose embedded store holds `storage`, else None (an orphaned store
+    left by a killed server is not an owner: starting the store again reaps it)."""
+    try:
+        pid = int(Path(storage + ".pid").read_text().strip())
+        if b"secantusd" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return None
+        ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return ppid if ppid > 1 and Path(f"/proc/{ppid}").exists() else None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m server")
     sub = parser.add_subparsers(dest="command")
@@ -96,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     token.add_argument("--name")
     token.add_argument("--role", action="append", help="repeatable; default 'user'")
     token.add_argument("--ttl", type=int, default=24 * 3600, help="seconds (default 86400)")
+    reconcile = sub.add_parser("reconcile", help="check balance == sum of ledger entries for every wallet")
+    reconcile.add_argument("--offline", action="store_true",
+                           help="no node is running: settle every pending entry, whatever its age")
+    reconcile.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
 
     try:
@@ -105,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "token":
         return _token(settings, args)
+    if args.command == "reconcile":
+        return _reconcile(settings, args)
     configure_logging(settings)
     return _run(settings)
 

@@ -15,11 +15,15 @@ from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
 
 from billing.ledger import Ledger
+from billing.payments import Payments
 from billing.pricing import Pricing
 from billing.wallet_events import WalletEvents
 from config.settings import Settings
 from rest.health import health_routes
 from rest.middleware import make_middleware
+from rest.purchases import purchase_routes
+from rest.wallet import wallet_routes
+from rest.webhooks import webhook_routes
 from server import indexes
 from server.access import AccessControl
 from server.auth import TokenVerifier
@@ -48,6 +52,7 @@ SIO = web.AppKey("sio", socketio.AsyncServer)
 MONGO = web.AppKey("mongo", AsyncMongoClient)
 LEDGER = web.AppKey("ledger", Ledger)
 PRICING = web.AppKey("pricing", Pricing)
+PAYMENTS = web.AppKey("payments", Payments)
 EMBEDDED = web.AppKey("embedded_store", EmbeddedStore)
 CHAT = web.AppKey("chat", ChatRuntime)
 
@@ -104,6 +109,7 @@ def create_app(settings: Settings) -> web.Application:
 
     pricing = Pricing.from_env(settings.env())
     ledger = Ledger(db, signup_bonus=pricing.signup_bonus, on_change=WalletEvents(core.notifier.account_event))
+    payments = Payments.from_env(db, ledger, pricing.packages, settings.env(), production=settings.is_production)
 
     chat = build_chat(core, ledger, pricing)
     sio.register_namespace(ChatNamespace("/chat", core, chat.service))
@@ -116,17 +122,22 @@ def create_app(settings: Settings) -> web.Application:
     app[MONGO] = mongo
     app[LEDGER] = ledger
     app[PRICING] = pricing
+    app[PAYMENTS] = payments
     app[CHAT] = chat
     if embedded is not None:
         app[EMBEDDED] = embedded
     sio.attach(app)
     routes = health_routes(core, mongo)
     app.add_routes(routes)
+    app.add_routes(wallet_routes(core, ledger))
+    app.add_routes(purchase_routes(core, ledger, pricing, payments))
+    app.add_routes(webhook_routes(payments.webhooks))
     _setup_cors(app, settings)
 
     app.cleanup_ctx.append(_store_ctx(embedded, mongo_url))
     app.cleanup_ctx.append(_redis_ctx(manager, connections))
     app.cleanup_ctx.append(_ledger_ctx(ledger))
+    app.cleanup_ctx.append(_payments_ctx(payments))
     app.cleanup_ctx.append(chat.lifecycle())
     app.on_shutdown.append(_drain_sockets)
     return app
@@ -200,6 +211,17 @@ def _ledger_ctx(ledger: Ledger) -> Any:
             yield
         finally:
             await ledger.stop()  # every queued credit movement is written before the store closes
+
+    return ctx
+
+
+def _payments_ctx(payments: Payments) -> Any:
+    async def ctx(_: web.Application) -> AsyncIterator[None]:
+        await payments.start()  # settles what a crash left: unprocessed webhooks, unapplied grants
+        try:
+            yield
+        finally:
+            await payments.stop()  # queued webhook work finishes while the ledger is still running
 
     return ctx
 

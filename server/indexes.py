@@ -6,7 +6,7 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from billing import ledger
+from billing import ledger, purchases, webhooks
 from server import blocks, users
 from server.chat import store as chat_store
 
@@ -15,4 +15,6 @@ async def ensure_all(db: AsyncDatabase[dict[str, Any]]) -> None:
     await users.ensure_indexes(db)
     await blocks.ensure_indexes(db)
     await ledger.ensure_indexes(db)
+    await purchases.ensure_indexes(db)
+    await webhooks.ensure_indexes(db)
     await chat_store.ensure_indexes(db)
