@@ -2,17 +2,21 @@
 
 Sends that arrive while the previous batch is being written form the next batch. Per batch:
 
-1. insert the messages as `pending` (one unordered `insert_many`; unique on (from, client_id)). A
-   duplicate is a resend: an `ok` message is returned as it is, charging nothing; a `pending` one
-   (in flight on another node, or left by a crash) is adopted and finished by this batch;
+1. insert one intent per send into `chat_intents` (`_id` = sender + client_id, the whole message
+   inside; one unordered `insert_many`), then look the same keys up in `chat_messages`. A stored
+   message means a resend: it is returned as it is and nothing is charged. An intent that already
+   existed without a message (a send in flight on another node, or left by a crash) is adopted:
+   finished by this batch with its original message id;
 2. charge every fresh or adopted message through the ledger concurrently (`msg:<id>` keys — the
    ledger batches them into its own group commit and applies each key at most once);
-3. settle: upsert the conversation views of the charged messages, delete the refused ones, mark
-   the charged ones `ok` (see `ChatStore.settle`).
+3. store the charged messages and move both parties' conversation views (concurrently).
 
 Only then are the callers answered, so an ack means the message and its ledger entry are durable.
-A crash leaves `pending` messages; `recover()` (at start-up and periodically, for messages older
-than `recover_after_s`) marks them ok iff the ledger applied `msg:<id>`, else deletes them.
+The intents of finished sends (stored or refused) are deleted with the next batch's first write, off
+the ack path. A crash leaves intents behind; `recover()` (at start-up and periodically, for intents
+older than `recover_after_s`) stores the message iff the ledger applied `msg:<id>`, then drops the
+intent. Every step is idempotent, so a send finished twice (a resend racing a recovery, two nodes
+adopting the same intent) is charged once and stored once.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from billing.errors import InsufficientCredits
 from billing.ledger import Entry, Ledger
 from config.errors import AppError, Conflict, NotFound, Unavailable
 from server.chat import model
-from server.chat.model import OK, PENDING, Doc
+from server.chat.model import Doc
 from server.chat.store import ChatStore
 
 log = structlog.get_logger(__name__)
@@ -51,8 +55,8 @@ class _Item:
     future: asyncio.Future[SendResult]
 
     @property
-    def key(self) -> tuple[str, str]:
-        return self.doc["from"], self.doc["client_id"]
+    def key(self) -> str:
+        return str(self.doc["ck"])
 
 
 class Committer:
@@ -67,6 +71,7 @@ class Committer:
         self._on_commit = on_commit
         self._on_recovered = on_recovered
         self._queue: list[_Item] = []
+        self._drop: list[str] = []  # intents of finished sends, deleted with the next batch
         self._wake = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
         self._recoverer: asyncio.Task[None] | None = None
@@ -90,6 +95,9 @@ class Committer:
                 await self._recoverer
         while self._queue:
             await self._commit_once()
+        drop, self._drop = self._drop, []
+        with contextlib.suppress(Exception):
+            await self._store.drop_intents(drop)
         if self._runner is not None:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -134,8 +142,8 @@ class Committer:
     # -- one batch --------------------------------------------------------------------------------
     async def _commit(self, batch: list[_Item]) -> None:
         self.batches += 1
-        # The same (from, client_id) twice in one batch: later ones wait for the first one's result.
-        firsts: dict[tuple[str, str], _Item] = {}
+        # The same (sender, client_id) twice in one batch: later ones wait for the first one's result.
+        firsts: dict[str, _Item] = {}
         followers: list[tuple[_Item, _Item]] = []
         for item in batch:
             if item.key in firsts:
@@ -144,12 +152,36 @@ class Committer:
                 firsts[item.key] = item
         items = await self._check_replies(list(firsts.values()))
 
-        # 1. pending inserts; duplicates are resends.
-        dup_indexes = await self._store.insert_pending([i.doc for i in items])
-        charge = [i for n, i in enumerate(items) if n not in dup_indexes]
-        resends = [i for n, i in enumerate(items) if n in dup_indexes]
-        if resends:
-            charge += await self._resolve_resends(resends)
+        # 1. intents (with the previous batches' finished intents dropped alongside), then resends.
+        drop, self._drop = self._drop, []
+        dup_indexes, _ = await asyncio.gather(
+            self._store.insert_intents([i.doc for i in items], model.now()), self._store.drop_intents(drop)
+        )
+        stored = await self._store.by_client_keys(i.key for i in items)
+        charge: list[_Item] = []
+        adopt: list[_Item] = []
+        resent: list[tuple[_Item, Doc]] = []
+        for n, item in enumerate(items):
+            existing = stored.get(item.key)
+            if existing is not None:
+                resent.append((item, existing))
+                if n not in dup_indexes:
+                    self._drop.append(item.key)  # the intent we just wrote for a stored message
+            elif n in dup_indexes:
+                adopt.append(item)
+            else:
+                charge.append(item)
+        if adopt:
+            intents = await self._store.intents_by_key(i.key for i in adopt)
+            for item in adopt:
+                original = intents.get(item.key)
+                if original is None:  # finished and dropped between our insert and this read
+                    item.future.set_exception(Conflict("the same message is being processed; retry"))
+                else:
+                    item.doc = original
+                    charge.append(item)
+        if resent:
+            await self._answer_resends(resent)
 
         # 2. charge.
         committed: list[tuple[_Item, int]] = []
@@ -161,25 +193,29 @@ class Committer:
                     committed.append((item, outcome))
                 else:
                     refused.append((item, outcome))
-            # 3. settle. Refusals other than "not enough credits" (store trouble, a key in flight
-            # elsewhere) leave the message pending: a resend or the recovery sweep finishes it.
-            await self._store.settle(
-                [i.doc for i, _ in committed],
-                [i.doc["_id"] for i, exc in refused if isinstance(exc, InsufficientCredits)],
-            )
+        # 3. store and move the views.
+        fresh: list[Doc] = []
+        already: set[str] = set()
+        if committed:
+            docs = [i.doc for i, _ in committed]
+            already, _ = await asyncio.gather(self._store.store_messages(docs), self._store.touch_views(docs))
+            fresh = [d for d in docs if d["_id"] not in already]
         for item, balance in committed:
-            item.doc["state"] = OK
             if not item.future.done():
-                item.future.set_result(SendResult(item.doc, balance, delivered_now=True))
+                item.future.set_result(SendResult(item.doc, balance, delivered_now=item.doc["_id"] not in already))
+        # Refusals other than "not enough credits" (store trouble, a key in flight elsewhere) keep their
+        # intent: a resend or the recovery sweep finishes it.
+        self._drop += [i.key for i, _ in committed]
+        self._drop += [i.key for i, exc in refused if isinstance(exc, InsufficientCredits)]
         for item, exc in refused:
             if not item.future.done():
                 item.future.set_exception(exc)
         for follower, first in followers:
             _chain(follower, first)
-        self.committed += len(committed)
-        if committed and self._on_commit is not None:
+        self.committed += len(fresh)
+        if fresh and self._on_commit is not None:
             try:
-                await self._on_commit([i.doc for i, _ in committed])
+                await self._on_commit(fresh)
             except Exception:
                 log.exception("chat_commit_listener_failed")
 
@@ -197,27 +233,12 @@ class Committer:
                 keep.append(item)
         return keep
 
-    async def _resolve_resends(self, resends: list[_Item]) -> list[_Item]:
-        """Answer resends of committed messages; return the pending ones to adopt into this batch."""
-        existing = await self._store.by_client_ids(i.key for i in resends)
-        adopt: list[_Item] = []
-        done: list[tuple[_Item, Doc]] = []
-        for item in resends:
-            doc = existing.get(item.key)
-            if doc is None:  # refused and deleted between our insert and this read: ask for a retry
-                item.future.set_exception(Conflict("the same message is being processed; retry"))
-            elif doc.get("state") == PENDING:
-                item.doc = doc
-                adopt.append(item)
-            else:
-                done.append((item, doc))
-        if done:
-            users = list({doc["from"] for _, doc in done})
-            wallets = await asyncio.gather(*(self._ledger.wallet(u) for u in users))
-            balances = {w.user: w.balance for w in wallets}
-            for item, doc in done:
-                item.future.set_result(SendResult(doc, balances[doc["from"]], delivered_now=False))
-        return adopt
+    async def _answer_resends(self, resent: list[tuple[_Item, Doc]]) -> None:
+        users = list({doc["from"] for _, doc in resent})
+        wallets = await asyncio.gather(*(self._ledger.wallet(u) for u in users))
+        balances = {w.user: w.balance for w in wallets}
+        for item, doc in resent:
+            item.future.set_result(SendResult(doc, balances[doc["from"]], delivered_now=False))
 
     async def _charge(self, docs: list[Doc]) -> list[int | Exception]:
         """The sender's balance after each charge, or the refusal."""
@@ -256,24 +277,23 @@ class Committer:
                 log.exception("chat_recover_failed")
 
     async def recover(self, min_age_s: float | None = None) -> int:
-        """Settle messages left pending by a crash: ok iff the ledger applied `msg:<id>`, else delete."""
+        """Finish sends left by a crash: store the message iff the ledger applied `msg:<id>`, drop the intent."""
         age = self._recover_after_s if min_age_s is None else min_age_s
         cutoff = model.now() - dt.timedelta(seconds=age)
-        pending = await self._store.pending_before(cutoff)
+        pending = await self._store.intents_before(cutoff)
         if not pending:
             return 0
         keys = [f"msg:{d['_id']}" for d in pending]
         await self._ledger.recover(keys=keys, min_age_s=age)
         entries = await asyncio.gather(*(self._ledger.get_entry(k) for k in keys))
         ok = [d for d, e in zip(pending, entries, strict=True) if e is not None or self._price <= 0]
-        gone = [d["_id"] for d, e in zip(pending, entries, strict=True) if e is None and self._price > 0]
-        await self._store.settle(ok, gone)
-        log.info("chat_recovered", committed=len(ok), deleted=len(gone))
-        if ok and self._on_recovered is not None:
-            for doc in ok:
-                doc["state"] = OK
+        already, _ = await asyncio.gather(self._store.store_messages(ok), self._store.touch_views(ok))
+        await self._store.drop_intents([d["ck"] for d in pending])
+        fresh = [d for d in ok if d["_id"] not in already]
+        log.info("chat_recovered", stored=len(fresh), dropped=len(pending) - len(ok))
+        if fresh and self._on_recovered is not None:
             try:
-                await self._on_recovered(ok)
+                await self._on_recovered(fresh)
             except Exception:
                 log.exception("chat_recover_listener_failed")
         return len(pending)

@@ -7,18 +7,17 @@ from typing import Any
 
 Doc = dict[str, Any]
 
-PENDING = "pending"
-"""Inserted, not yet charged: never visible to anyone."""
-OK = "ok"
-"""Charged and committed: visible in history, sync and list."""
-
-
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
 def iso(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def client_key(sender: str, client_id: str) -> str:
+    """The idempotency key of a send: one message per (sender, client_id)."""
+    return f"{sender}\x1f{client_id}"
 
 
 def message_doc(*, message_id: str, cid: str, sender: str, recipient: str, text: str, client_id: str,
@@ -31,8 +30,8 @@ def message_doc(*, message_id: str, cid: str, sender: str, recipient: str, text:
         "parties": [sender, recipient],
         "text": text,
         "client_id": client_id,
+        "ck": client_key(sender, client_id),
         "created_at": created_at,
-        "state": PENDING,
         "status": "sent",
     }
     if reply_to is not None:

@@ -1,14 +1,21 @@
-"""Chat storage: messages, per-user conversation views, reports. MongoDB through PyMongo's async API.
+"""Chat storage: send intents, messages, per-user conversation views, reports (PyMongo async API).
 
 Collections
-- `chat_messages`: one document per message (`_id` = message id). `state` is `pending` from the
-  insert until the sender has been charged, then `ok`; pending messages are invisible everywhere.
-  Unique on (from, client_id): the idempotency of `message:send`.
-- `chat_conversations`: one view per (user, peer) with `last_id` (newest committed message, kept
-  with `$max`) and `read_up_to` (the user's read pointer, kept with `$max`). Unread counts are not
-  stored: they are counted from the messages with an id above the read pointer, so they are exact
-  by construction, whatever the interleaving of sends and reads across nodes.
+- `chat_intents`: one document per send in flight, `_id` = (sender, client_id) — the idempotency key
+  of `message:send` — holding the whole message to be. Written before the sender is charged,
+  deleted after the message is stored (or refused). Only the `_id` index: inserting and deleting
+  them is cheap. Never read by clients.
+- `chat_messages`: committed messages only (`_id` = message id), written after the charge; unique
+  on `ck` (sender, client_id). Everything here is visible.
+- `chat_conversations`: one view per (user, peer) with `last_id` (newest message, kept with `$max`)
+  and `read_up_to` (the user's read pointer, kept with `$max`). Unread counts are not stored: they
+  are counted from the messages above the read pointer, exact by construction whatever the
+  interleaving of sends and reads across nodes.
 - `chat_reports`: one per (message, reporter), for moderators.
+
+Why intents instead of a `pending` state on the message: on the embedded store an update costs
+~10x an insert into an `_id`-only collection, so "insert pending, then update to ok" is the most
+expensive way to get the same crash safety (see docs/chat.md).
 """
 
 from __future__ import annotations
@@ -17,64 +24,87 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from pymongo import ReturnDocument, UpdateOne
+from pymongo import DeleteOne, ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
-from server.chat.model import OK, PENDING, Doc
+from server.chat.model import Doc
 
-_VISIBLE = {"state": OK}
+_DUPLICATE = 11000
 
 
 def view_id(user: str, peer: str) -> str:
     return f"{user}\x1f{peer}"
 
 
+def _duplicates(exc: BulkWriteError) -> set[int]:
+    errors = exc.details.get("writeErrors", [])
+    if any(e.get("code") != _DUPLICATE for e in errors):
+        raise exc
+    return {int(e["index"]) for e in errors}
+
+
 class ChatStore:
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self.intents = db["chat_intents"]
         self.messages = db["chat_messages"]
         self.conversations = db["chat_conversations"]
         self.reports = db["chat_reports"]
 
     # -- the commit protocol (see committer.py) ---------------------------------------------------
-    async def insert_pending(self, docs: Sequence[Doc]) -> set[int]:
-        """Insert messages as pending; returns the indexes refused as duplicates of (from, client_id)."""
+    async def insert_intents(self, docs: Sequence[Doc], at: dt.datetime) -> set[int]:
+        """Record sends before charging; returns the indexes whose (sender, client_id) already has one."""
         if not docs:
             return set()
         try:
-            await self.messages.insert_many(list(docs), ordered=False)
+            await self.intents.insert_many([{"_id": d["ck"], "m": d, "at": at} for d in docs], ordered=False)
             return set()
         except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(e.get("code") != 11000 for e in errors):
-                raise
-            return {int(e["index"]) for e in errors}
+            return _duplicates(exc)
 
-    async def by_client_ids(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Doc]:
-        """Existing messages for (from, client_id) pairs."""
+    async def intents_by_key(self, keys: Iterable[str]) -> dict[str, Doc]:
         wanted = list(set(keys))
         if not wanted:
             return {}
-        query: Doc = {"$or": [{"from": f, "client_id": c} for f, c in wanted]}
-        return {(d["from"], d["client_id"]): d async for d in self.messages.find(query)}
+        return {d["_id"]: d["m"] async for d in self.intents.find({"_id": {"$in": wanted}})}
+
+    async def intents_before(self, cutoff: dt.datetime, limit: int = 1000) -> list[Doc]:
+        """Intents older than `cutoff` (left by a crash or a failed batch). Small collection: no index."""
+        return [d["m"] async for d in self.intents.find({"at": {"$lt": cutoff}}).limit(limit)]
+
+    async def drop_intents(self, keys: Sequence[str]) -> None:
+        if keys:
+            await self.intents.bulk_write([DeleteOne({"_id": k}) for k in keys], ordered=False)
+
+    async def by_client_keys(self, keys: Iterable[str]) -> dict[str, Doc]:
+        """Committed messages by (sender, client_id) key."""
+        wanted = list(set(keys))
+        if not wanted:
+            return {}
+        return {d["ck"]: d async for d in self.messages.find({"ck": {"$in": wanted}})}
 
     async def existing_ids(self, ids: Iterable[str], cids: Iterable[str]) -> set[str]:
-        """Which of `ids` are committed messages in one of the conversations `cids`."""
+        """Which of `ids` are messages in one of the conversations `cids`."""
         wanted = list(set(ids))
         if not wanted:
             return set()
-        query: Doc = {"_id": {"$in": wanted}, "cid": {"$in": list(set(cids))}, **_VISIBLE}
+        query: Doc = {"_id": {"$in": wanted}, "cid": {"$in": list(set(cids))}}
         return {d["_id"] async for d in self.messages.find(query, {"_id": 1})}
 
-    async def settle(self, committed: Sequence[Doc], refused: Sequence[str]) -> None:
-        """Step 3: conversation views for the charged messages, drop refused ones, then mark charged `ok`.
+    async def store_messages(self, docs: Sequence[Doc]) -> set[str]:
+        """Insert charged messages; returns the ids that were already stored (a settled adoption)."""
+        if not docs:
+            return set()
+        try:
+            await self.messages.insert_many([dict(d) for d in docs], ordered=False)
+            return set()
+        except BulkWriteError as exc:
+            return {docs[i]["_id"] for i in _duplicates(exc)}
 
-        Views first: a crash between the two leaves charged messages pending, which the recovery sweep
-        marks ok (their ledger entry is applied); it never leaves a visible message without its view.
-        Every write here is idempotent ($max, state-guarded), so a message settled twice is harmless.
-        """
+    async def touch_views(self, docs: Sequence[Doc]) -> None:
+        """Both parties' conversation views move to the newest of `docs` (idempotent: `$max`)."""
         views: dict[str, tuple[str, str, str, str, dt.datetime]] = {}
-        for doc in committed:
+        for doc in docs:
             for user, peer in ((doc["from"], doc["to"]), (doc["to"], doc["from"])):
                 key = view_id(user, peer)
                 seen = views.get(key)
@@ -93,29 +123,19 @@ class ChatStore:
                 ],
                 ordered=False,
             )
-        if refused:
-            await self.messages.delete_many({"_id": {"$in": list(refused)}, "state": PENDING})
-        if committed:
-            await self.messages.update_many(
-                {"_id": {"$in": [d["_id"] for d in committed]}, "state": PENDING}, {"$set": {"state": OK}}
-            )
-
-    async def pending_before(self, cutoff: dt.datetime, limit: int = 1000) -> list[Doc]:
-        query: Doc = {"state": PENDING, "created_at": {"$lt": cutoff}}
-        return await self.messages.find(query).sort("_id", 1).limit(limit).to_list()
 
     # -- reads ------------------------------------------------------------------------------------
     async def get(self, message_id: str) -> Doc | None:
-        return await self.messages.find_one({"_id": message_id, **_VISIBLE})
+        return await self.messages.find_one({"_id": message_id})
 
     async def history(self, cid: str, user: str, before: str | None, limit: int) -> list[Doc]:
-        query: Doc = {"cid": cid, **_VISIBLE, "hidden_for": {"$ne": user}}
+        query: Doc = {"cid": cid, "hidden_for": {"$ne": user}}
         if before is not None:
             query["_id"] = {"$lt": before}
         return await self.messages.find(query).sort("_id", -1).limit(limit).to_list()
 
     async def sync(self, user: str, since: str | None, limit: int) -> list[Doc]:
-        query: Doc = {"parties": user, **_VISIBLE, "hidden_for": {"$ne": user}}
+        query: Doc = {"parties": user, "hidden_for": {"$ne": user}}
         if since is not None:
             query["_id"] = {"$gt": since}
         return await self.messages.find(query).sort("_id", 1).limit(limit).to_list()
@@ -133,7 +153,7 @@ class ChatStore:
         wanted = list(set(ids))
         if not wanted:
             return {}
-        return {d["_id"]: d async for d in self.messages.find({"_id": {"$in": wanted}, **_VISIBLE})}
+        return {d["_id"]: d async for d in self.messages.find({"_id": {"$in": wanted}})}
 
     async def latest_visible(self, cid: str, user: str) -> Doc | None:
         docs = await self.history(cid, user, None, 1)
@@ -145,7 +165,7 @@ class ChatStore:
             return {}
         pipeline: list[Doc] = [
             {"$match": {"$or": [{"cid": cid, "_id": {"$gt": ptr}} for cid, ptr in pointers.items()],
-                        "to": user, **_VISIBLE, "deleted": {"$ne": True}, "hidden_for": {"$ne": user}}},
+                        "to": user, "deleted": {"$ne": True}, "hidden_for": {"$ne": user}}},
             {"$group": {"_id": "$cid", "n": {"$sum": 1}}},
         ]
         counts = {cid: 0 for cid in pointers}
@@ -156,7 +176,7 @@ class ChatStore:
     # -- receipts ---------------------------------------------------------------------------------
     async def mark_delivered(self, user: str, ids: Sequence[str], at: dt.datetime) -> dict[str, list[str]]:
         """Messages to `user` still `sent` become `delivered`; returns the changed ids per sender."""
-        query: Doc = {"_id": {"$in": list(set(ids))}, "to": user, **_VISIBLE, "status": "sent"}
+        query: Doc = {"_id": {"$in": list(set(ids))}, "to": user, "status": "sent"}
         found = await self.messages.find(query, {"from": 1}).to_list()
         if not found:
             return {}
@@ -177,7 +197,7 @@ class ChatStore:
              "$setOnInsert": {"user": user, "peer": peer, "cid": cid, "last_id": ""}},
             upsert=True,
         )
-        query: Doc = {"cid": cid, "to": user, **_VISIBLE, "status": {"$ne": "read"}, "_id": {"$lte": up_to}}
+        query: Doc = {"cid": cid, "to": user, "status": {"$ne": "read"}, "_id": {"$lte": up_to}}
         ids = sorted([d["_id"] async for d in self.messages.find(query, {"_id": 1})])
         if ids:
             await self.messages.update_many(
@@ -192,7 +212,7 @@ class ChatStore:
     async def edit(self, message_id: str, sender: str, text: str, not_before: dt.datetime,
                    at: dt.datetime) -> Doc | None:
         return await self.messages.find_one_and_update(
-            {"_id": message_id, "from": sender, **_VISIBLE, "deleted": {"$ne": True},
+            {"_id": message_id, "from": sender, "deleted": {"$ne": True},
              "created_at": {"$gte": not_before}},
             {"$set": {"text": text, "edited_at": at}},
             return_document=ReturnDocument.AFTER,
@@ -200,13 +220,13 @@ class ChatStore:
 
     async def hide_for(self, message_id: str, user: str) -> bool:
         result = await self.messages.update_one(
-            {"_id": message_id, "parties": user, **_VISIBLE}, {"$addToSet": {"hidden_for": user}}
+            {"_id": message_id, "parties": user}, {"$addToSet": {"hidden_for": user}}
         )
         return result.matched_count > 0
 
     async def delete_for_everyone(self, message_id: str, sender: str, at: dt.datetime) -> Doc | None:
         return await self.messages.find_one_and_update(
-            {"_id": message_id, "from": sender, **_VISIBLE},
+            {"_id": message_id, "from": sender},
             {"$set": {"deleted": True, "text": "", "deleted_at": at}},
             return_document=ReturnDocument.AFTER,
         )
@@ -226,10 +246,9 @@ class ChatStore:
 
 async def ensure_indexes(db: AsyncDatabase[Any]) -> None:
     messages = db["chat_messages"]
-    await messages.create_index([("from", 1), ("client_id", 1)], unique=True)
+    await messages.create_index("ck", unique=True)
     await messages.create_index([("cid", 1), ("_id", -1)])
     await messages.create_index([("parties", 1), ("_id", 1)])
-    await messages.create_index([("state", 1), ("created_at", 1)])
     await db["chat_conversations"].create_index([("user", 1), ("last_id", -1)])
     await db["chat_reports"].create_index([("status", 1), ("at", -1)])
     await db["chat_reports"].create_index("message_id")

@@ -1,5 +1,5 @@
-"""Crash safety: messages left pending by a crash are settled by the ledger's verdict, and a resend of
-the same client_id finishes one in flight — never charged twice, never visible uncharged."""
+"""Crash safety: send intents left by a crash are settled by the ledger's verdict, and a resend of the
+same client_id finishes one in flight — never charged twice, never visible uncharged."""
 
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ async def test_recovery_sweep_follows_the_ledger(app_server, clients) -> None:
     bob = await clients(app_server, "bob", namespaces=[CHAT])
     charged = _pending("alice", "bob", "crash-after-charge")
     uncharged = _pending("alice", "bob", "crash-before-charge")
-    await chat.store.insert_pending([charged, uncharged])
+    assert await chat.store.insert_intents([charged, uncharged], model.now()) == set()
     await ledger.spend("alice", 1, key=f"msg:{charged['_id']}", kind="message", ref=charged["_id"])
-    # Pending messages are invisible.
+    # Intents are invisible.
     assert (await bob.call(CHAT, "sync", {"since": None}))["messages"] == []
     assert (await bob.call(CHAT, "conversation:list", {}))["conversations"] == []
     delivered = asyncio.create_task(bob.next(CHAT, "message:new"))
@@ -36,6 +36,7 @@ async def test_recovery_sweep_follows_the_ledger(app_server, clients) -> None:
     assert [m["id"] for m in synced] == [charged["_id"]]
     assert (await bob.call(CHAT, "conversation:list", {}))["conversations"][0]["with"] == "alice"
     assert await chat.store.messages.count_documents({"_id": uncharged["_id"]}) == 0
+    assert await chat.store.intents.count_documents({}) == 0
     assert (await ledger.wallet("alice")).balance == 9
     assert (await ledger.reconcile()).ok
 
@@ -44,7 +45,7 @@ async def test_resend_adopts_a_pending_message(app_server, clients) -> None:
     chat, ledger = app_server.app[CHAT_KEY], app_server.app[LEDGER]
     alice = await clients(app_server, "alice", namespaces=[CHAT])
     stuck = _pending("alice", "bob", "retry-me")
-    await chat.store.insert_pending([stuck])
+    await chat.store.insert_intents([stuck], model.now())
     ack = await send(alice, "bob", "retry", client_id="retry-me")
     assert ack["ok"] and ack["message"]["id"] == stuck["_id"] and ack["balance"] == 9
     again = await send(alice, "bob", "retry", client_id="retry-me")
