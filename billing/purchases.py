@@ -490,7 +490,7 @@ def public(doc: Doc, *, checkout: bool = False) -> Doc:
     if doc.get("provider_ref"):
         view["provider_ref"] = doc["provider_ref"]
     if checkout and doc.get("checkout") and doc["status"] in ("created", "pending", "failed"):
-        view.update(doc["checkout"])
+        view.update({k: v for k, v in doc["checkout"].items() if k not in view})
     return view
 
 

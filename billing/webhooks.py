@@ -77,7 +77,7 @@ class Webhooks:
         except DuplicateKeyError:
             existing = await self._events.find_one_and_update({"_id": doc_id}, {"$inc": {"deliveries": 1}})
             if existing is not None and existing["status"] != "received":
-                log.info("webhook_duplicate", provider=provider, event=event.id, type=event.type,
+                log.info("webhook_duplicate", provider=provider, event_id=event.id, type=event.type,
                          status=existing["status"])
                 if existing["status"] == "rejected":
                     error = existing.get("error") or {}
@@ -90,7 +90,7 @@ class Webhooks:
         task.add_done_callback(self._finished)
         done, _ = await asyncio.wait({task}, timeout=self._budget_s)
         if task not in done:
-            log.warning("webhook_queued", provider=provider, event=event.id, type=event.type,
+            log.warning("webhook_queued", provider=provider, event_id=event.id, type=event.type,
                         budget_s=self._budget_s)
             return {"received": True, "queued": True}
         result = task.result()
@@ -129,7 +129,7 @@ class Webhooks:
             else:
                 outcome = await self._razorpay(event, report)
         except (PaymentMismatch, InvalidPayload) as exc:
-            log.warning("webhook_rejected", provider=event.provider, event=event.id, type=event.type,
+            log.warning("webhook_rejected", provider=event.provider, event_id=event.id, type=event.type,
                         reason=exc.message)
             await self._events.update_one({"_id": doc_id}, {"$set": {
                 "status": "rejected", "processed_at": _now(),
@@ -137,10 +137,10 @@ class Webhooks:
             raise
         status = "ignored" if outcome in ("ignored", "unknown_purchase") else "processed"
         if outcome == "unknown_purchase":
-            log.warning("webhook_unknown_purchase", provider=event.provider, event=event.id, type=event.type)
+            log.warning("webhook_unknown_purchase", provider=event.provider, event_id=event.id, type=event.type)
         await self._events.update_one({"_id": doc_id}, {"$set": {
             "status": status, "outcome": outcome, "processed_at": _now()}})
-        log.info("webhook_processed", provider=event.provider, event=event.id, type=event.type, outcome=outcome)
+        log.info("webhook_processed", provider=event.provider, event_id=event.id, type=event.type, outcome=outcome)
         return {"outcome": outcome}
 
     async def _stripe(self, event: WebhookEvent, report: Report) -> str:

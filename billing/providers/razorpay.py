@@ -62,12 +62,12 @@ class RazorpayProvider:
         except _SDK_ERRORS as exc:
             log.warning("razorpay_error", op="orders.create", purchase=request.purchase_id,
                         error=type(exc).__name__, message=str(exc))
-            raise ProviderError(f"razorpay: {type(exc).__name__}") from None
+            raise ProviderError(f"razorpay request failed ({type(exc).__name__}); try again") from None
         order_id = order.get("id") if isinstance(order, dict) else None
         if not isinstance(order_id, str):
             raise ProviderError("razorpay: order without id")
-        return Checkout(ref=order_id, client={"order_id": order_id, "key_id": self.key_id,
-                                              "amount": request.amount, "currency": request.currency.upper()})
+        # Checkout takes the amount and currency from the order.
+        return Checkout(ref=order_id, client={"order_id": order_id, "key_id": self.key_id})
 
     def verify_payment(self, order_id: str, payment_id: str, signature: str) -> None:
         """The checkout's `razorpay_signature`: HMAC-SHA256(order_id|payment_id, key secret)."""

@@ -68,7 +68,7 @@ class StripeProvider:
         except stripe.StripeError as exc:
             log.warning("stripe_error", op="payment_intents.create", purchase=request.purchase_id,
                         error=type(exc).__name__, status=exc.http_status, message=str(exc.user_message or exc))
-            raise ProviderError(f"stripe: {exc.user_message or type(exc).__name__}") from None
+            raise ProviderError(f"stripe request failed ({type(exc).__name__}); try again") from None
         if not isinstance(intent.id, str) or not isinstance(intent.client_secret, str):
             raise ProviderError("stripe: PaymentIntent without id or client_secret")
         client: dict[str, Any] = {"payment_intent_id": intent.id, "client_secret": intent.client_secret}
