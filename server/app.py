@@ -21,6 +21,7 @@ from billing.wallet_events import WalletEvents
 from config.settings import Settings
 from rest.health import health_routes
 from rest.middleware import make_middleware
+from rest.presence import presence_routes
 from rest.purchases import purchase_routes
 from rest.wallet import wallet_routes
 from rest.webhooks import webhook_routes
@@ -35,9 +36,10 @@ from server.core import Core
 from server.metrics import Metrics
 from server.namespaces.call import CallNamespace
 from server.namespaces.chat import ChatNamespace
-from server.namespaces.presence import PresenceNamespace
+from server.namespaces.presence import PresenceNamespace, SocketFanout
 from server.notify import Notifier
 from server.parser import DualParserServer
+from server.presence import PresenceService, build_presence
 from server.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from server.revocation import RevocationStore
 from server.rooms import NAMESPACES
@@ -113,7 +115,9 @@ def create_app(settings: Settings) -> web.Application:
 
     chat = build_chat(core, ledger, pricing)
     sio.register_namespace(ChatNamespace("/chat", core, chat.service))
-    sio.register_namespace(PresenceNamespace("/presence", core))
+    presence = build_presence(settings, db, redis, SocketFanout(sio), metrics.registry)
+    core.activity = presence.activity
+    sio.register_namespace(PresenceNamespace("/presence", core, presence))
     sio.register_namespace(CallNamespace("/call", core))
 
     app = web.Application(middlewares=[make_middleware(metrics)], client_max_size=1024 * 1024)
@@ -129,6 +133,7 @@ def create_app(settings: Settings) -> web.Application:
     sio.attach(app)
     routes = health_routes(core, mongo)
     app.add_routes(routes)
+    app.add_routes(presence_routes(core, presence))
     app.add_routes(wallet_routes(core, ledger))
     app.add_routes(purchase_routes(core, ledger, pricing, payments))
     app.add_routes(webhook_routes(payments.webhooks))
@@ -139,6 +144,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_ledger_ctx(ledger))
     app.cleanup_ctx.append(_payments_ctx(payments))
     app.cleanup_ctx.append(chat.lifecycle())
+    app.cleanup_ctx.append(_presence_ctx(presence))
     app.on_shutdown.append(_drain_sockets)
     return app
 
@@ -222,6 +228,17 @@ def _payments_ctx(payments: Payments) -> Any:
             yield
         finally:
             await payments.stop()  # queued webhook work finishes while the ledger is still running
+
+    return ctx
+
+
+def _presence_ctx(presence: PresenceService) -> Any:
+    async def ctx(_: web.Application) -> AsyncIterator[None]:
+        await presence.start()
+        try:
+            yield
+        finally:
+            await presence.stop()  # after the socket drain: hands pending graces over, flushes last_seen
 
     return ctx
 

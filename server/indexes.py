@@ -9,6 +9,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from billing import ledger, purchases, webhooks
 from server import blocks, users
 from server.chat import store as chat_store
+from server.presence import archive as presence_archive
 
 
 async def ensure_all(db: AsyncDatabase[dict[str, Any]]) -> None:
@@ -18,3 +19,4 @@ async def ensure_all(db: AsyncDatabase[dict[str, Any]]) -> None:
     await purchases.ensure_indexes(db)
     await webhooks.ensure_indexes(db)
     await chat_store.ensure_indexes(db)
+    await presence_archive.ensure_indexes(db)
