@@ -280,6 +280,8 @@ class Committer:
         """Finish sends left by a crash: store the message iff the ledger applied `msg:<id>`, drop the intent."""
         age = self._recover_after_s if min_age_s is None else min_age_s
         cutoff = model.now() - dt.timedelta(seconds=age)
+        drop, self._drop = self._drop, []  # finished sends of an idle node: not crash leftovers
+        await self._store.drop_intents(drop)
         pending = await self._store.intents_before(cutoff)
         if not pending:
             return 0
