@@ -169,9 +169,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "token":
         return _token(settings, args)
+    configure_logging(settings)  # to stderr: stdout carries the reconcile report
     if args.command == "reconcile":
         return _reconcile(settings, args)
-    configure_logging(settings)
     return _run(settings)
 
 

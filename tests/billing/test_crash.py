@@ -79,3 +79,23 @@ async def test_sigkill_mid_storm_then_reconcile_finds_no_discrepancy(mongo_url: 
           f"entries={final.entries} settled_by_cli={report['pending_resolved']}")
     await client.drop_database(db_name)
     await client.close()
+
+
+async def test_reconcile_cli_reports_a_wallet_that_differs(mongo_url: str) -> None:
+    db_name = f"t_{uuid.uuid4().hex[:10]}"
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
+    ledger = Ledger(client[db_name], signup_bonus=10)
+    await ledger.credit("cli-ok", 5, "admin:cli-ok", "admin")
+    await ledger.credit("cli-bad", 5, "admin:cli-bad", "admin")
+    await client[db_name]["wallets"].update_one({"_id": "cli-bad"}, {"$inc": {"balance": 7}})
+    cli = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "server", "reconcile", cwd=ROOT,
+        env={**os.environ, "MONGO_URL": mongo_url, "MONGO_DB": db_name, "PAIRLY_MODE": "dev"},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, _ = await asyncio.wait_for(cli.communicate(), 60)
+    assert cli.returncode == 1
+    text = out.decode()
+    assert "wallets: 2" in text and "discrepancies: 1" in text
+    assert "cli-bad: balance 22 vs ledger 15" in text
+    await client.drop_database(db_name)
+    await client.close()

@@ -126,3 +126,23 @@ async def test_recovery_settles_entries_left_pending_by_a_crash(ledger: Ledger) 
     assert await ledger.recover(min_age_s=0) == 2
     assert (await ledger.get_entry("k:applied")).balance_after == 6  # type: ignore[union-attr]
     assert await ledger.get_entry("k:lost") is None
+
+
+async def test_audit_settles_only_what_is_decided(ledger: Ledger) -> None:
+    await ledger.wallet("ju")
+    now = (await ledger.entries("ju"))[0][0].created_at
+    # Young pending entries, as another node leaves them mid-batch: one already applied to the
+    # wallet, one not yet. audit() settles the first and leaves the second alone (it may still land).
+    await ledger._entries.insert_many([
+        {"_id": "k:young-applied", "user": "ju", "delta": -2, "held_delta": 0, "kind": "message", "ref": None,
+         "state": "pending", "created_at": now},
+        {"_id": "k:young-inflight", "user": "ju", "delta": -1, "held_delta": 0, "kind": "message", "ref": None,
+         "state": "pending", "created_at": now.replace(year=now.year + 1)},
+    ])
+    await ledger._wallets.update_one({"_id": "ju"}, {"$inc": {"balance": -2, "available": -2},
+                                                     "$push": {"applied": ["k:young-applied", -2, 0]}})
+    report = await ledger.audit()
+    assert report.ok and report.pending_resolved == 1
+    assert (await ledger.get_entry("k:young-applied")).balance_after == 8  # type: ignore[union-attr]
+    assert (await ledger._entries.find_one({"_id": "k:young-inflight"}))["state"] == "pending"  # type: ignore[index]
+    await ledger._entries.delete_one({"_id": "k:young-inflight"})
