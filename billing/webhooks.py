@@ -38,6 +38,7 @@ log = structlog.get_logger(__name__)
 
 Doc = dict[str, Any]
 EVENT_TTL_S = 60 * 24 * 3600  # longer than any provider retries (Stripe: 3 days, Razorpay: 24 h)
+MAX_SWEEPS = 30  # an event still failing after this many sweeps is marked `failed` for an operator
 _PERMANENT: dict[str, type[AppError]] = {"PaymentMismatch": PaymentMismatch, "InvalidPayload": InvalidPayload}
 
 
@@ -76,15 +77,15 @@ class Webhooks:
             await self._events.insert_one(record)
         except DuplicateKeyError:
             existing = await self._events.find_one_and_update({"_id": doc_id}, {"$inc": {"deliveries": 1}})
-            if existing is not None and existing["status"] != "received":
+            if existing is not None and existing["status"] not in ("received", "failed"):
                 log.info("webhook_duplicate", provider=provider, event_id=event.id, type=event.type,
                          status=existing["status"])
                 if existing["status"] == "rejected":
                     error = existing.get("error") or {}
                     raise _PERMANENT.get(error.get("kind", ""), InvalidPayload)(error.get("message")) from None
                 return {"received": True, "duplicate": True, "outcome": existing.get("outcome")}
-            # Still `received`: being processed elsewhere, or left by a crash. Processing is
-            # idempotent, so do it (again) rather than answer before it is done.
+            # Still `received` (being processed elsewhere, or left by a crash) or `failed`: processing
+            # is idempotent, so do it (again) rather than answer before it is done.
         task = asyncio.create_task(self._process(event), name=f"webhook:{doc_id}")
         self._tasks.add(task)
         task.add_done_callback(self._finished)
@@ -112,6 +113,13 @@ class Webhooks:
         cutoff = _now() - dt.timedelta(seconds=older_than_s)
         stuck = await self._events.find({"status": "received", "received_at": {"$lt": cutoff}}).limit(limit).to_list()
         for doc in stuck:
+            if doc.get("sweeps", 0) >= MAX_SWEEPS:
+                log.error("webhook_abandoned", provider=doc["provider"], event_id=doc["event_id"], type=doc["type"],
+                          sweeps=doc.get("sweeps"))
+                await self._events.update_one({"_id": doc["_id"], "status": "received"},
+                                              {"$set": {"status": "failed", "processed_at": _now()}})
+                continue
+            await self._events.update_one({"_id": doc["_id"]}, {"$inc": {"sweeps": 1}})
             event = WebhookEvent(doc["provider"], doc["event_id"], doc["type"], doc["body"], json.loads(doc["body"]))
             with contextlib.suppress(AppError):
                 await self._process(event)
