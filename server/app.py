@@ -21,6 +21,7 @@ from billing.wallet_events import WalletEvents
 from config.settings import Settings
 from rest.health import health_routes
 from rest.middleware import make_middleware
+from rest.openapi import openapi_routes
 from rest.presence import presence_routes
 from rest.purchases import purchase_routes
 from rest.wallet import wallet_routes
@@ -137,6 +138,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(wallet_routes(core, ledger))
     app.add_routes(purchase_routes(core, ledger, pricing, payments))
     app.add_routes(webhook_routes(payments.webhooks))
+    app.add_routes(openapi_routes())
     _setup_cors(app, settings)
 
     app.cleanup_ctx.append(_store_ctx(embedded, mongo_url))
