@@ -76,7 +76,9 @@ class Payments:
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def start(self, sweep_every_s: float = 10.0) -> None:
-        await self.sweep(settled_after_s=0.0)
+        # The first pass runs at once but in the background: after a crash, an operation whose ledger
+        # entry the dead process left pending cannot be told from one in flight on another node until
+        # the ledger's recovery age has passed, and start-up must not wait for that.
         self._sweeper = asyncio.create_task(self._sweep_loop(sweep_every_s), name="payments-sweep")
 
     async def stop(self) -> None:
@@ -95,11 +97,13 @@ class Payments:
         return events, purchases
 
     async def _sweep_loop(self, every_s: float) -> None:
+        first = True
         while True:
-            await asyncio.sleep(every_s)
             try:
-                await self.sweep()
+                await self.sweep(settled_after_s=0.0 if first else 5.0)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("payments_sweep_failed")
+            first = False
+            await asyncio.sleep(every_s)

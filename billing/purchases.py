@@ -43,7 +43,7 @@ from billing.errors import OperationInFlight, PaymentMismatch
 from billing.ledger import Ledger
 from billing.packages import Catalogue
 from billing.providers.base import PaymentProvider, PaymentRequest
-from config.errors import Conflict, InvalidPayload, NotFound
+from config.errors import AppError, Conflict, InvalidPayload, NotFound
 
 log = structlog.get_logger(__name__)
 
@@ -365,11 +365,16 @@ class Purchases:
         cutoff = _now() - dt.timedelta(seconds=older_than_s)
         ids = [d["_id"] async for d in self._col.find({"unsettled": True, "updated_at": {"$lt": cutoff}},
                                                        {"_id": 1}).limit(limit)]
+        settled = 0
         for purchase_id in ids:
-            await self.settle(purchase_id)
+            try:
+                await self.settle(purchase_id)
+                settled += 1
+            except AppError as exc:  # e.g. an entry still pending after a crash: the next sweep retries
+                log.warning("purchase_resume_deferred", purchase=purchase_id, code=exc.code, reason=exc.message)
         if ids:
-            log.info("purchases_resumed", count=len(ids))
-        return len(ids)
+            log.info("purchases_resumed", count=settled, deferred=len(ids) - settled)
+        return settled
 
 
 # -- pure functions over a purchase document ------------------------------------------------------

@@ -7,15 +7,18 @@ from typing import Any
 
 import aiohttp
 
+from config.settings import Settings
 from tests.support.apps import RunningApp
 from tests.support.clients import token_for
 
 
 class Api:
-    def __init__(self, target: RunningApp, user: str, **token_kwargs: Any) -> None:
-        self.url = target.url
+    def __init__(self, target: RunningApp | tuple[str, Settings], user: str, **token_kwargs: Any) -> None:
+        """`target`: an in-process app, or (url, settings) of a node process."""
+        url, settings = (target.url, target.settings) if isinstance(target, RunningApp) else target
+        self.url = url
         self.user = user
-        self.headers = {"Authorization": f"Bearer {token_for(target.settings, user, **token_kwargs)}"}
+        self.headers = {"Authorization": f"Bearer {token_for(settings, user, **token_kwargs)}"}
 
     async def request(self, method: str, path: str, body: Any = None, *, raw: bytes | None = None,
                       auth: bool = True) -> tuple[int, Any]:
