@@ -12,7 +12,7 @@ import socketio
 import structlog
 from aiohttp import web
 from pymongo import AsyncMongoClient
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from billing.ledger import Ledger
 from billing.payments import Payments
@@ -71,7 +71,10 @@ def create_app(settings: Settings) -> web.Application:
     mongo_url = settings.mongo_url or (embedded.url if embedded else "")
     mongo = make_client(mongo_url, metrics, timeout_s=min(5.0, settings.store_connect_timeout_s))
     db = mongo[settings.mongo_db]
-    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    # A blocking pool: a burst (a reconnect storm) waits for a free connection instead of failing
+    # with MaxConnectionsError, which redis-py's default pool raises past 100 commands in flight.
+    redis = (Redis.from_pool(BlockingConnectionPool.from_url(settings.redis_url, max_connections=100, timeout=10))
+             if settings.redis_url else None)
 
     manager: LocalManager
     connections: ConnectionRegistry
