@@ -41,7 +41,28 @@ Rule = Callable[[str, Record, float], tuple[Record, IndexOp]]
 TimerKind = Literal["push", "idle", "grace"]
 
 _MAX_ATTEMPTS = 8
+_CONCURRENT_READS = 16  # snapshot reads in flight at once (a reconnect storm must not drain the pool)
+_RETRY_MAX_S = 2.0
 _MODE_FOR: dict[SetStatus, Mode] = {"online": "auto", "away": "away", "invisible": "invisible"}
+
+
+def _chain(rules: dict[str, list[Rule]]) -> Rule:
+    """One rule applying each user's queued rules in order; the last index change wins."""
+
+    def rule(user: str, rec: Record, now: float) -> tuple[Record, IndexOp]:
+        index: IndexOp = None
+        for step in rules[user]:
+            rec, op = step(user, rec, now)
+            index = op or index
+        return rec, index
+
+    return rule
+
+
+def _release(waiters: list[asyncio.Future[None]]) -> None:
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_result(None)
 
 
 class Fanout(Protocol):
@@ -118,6 +139,11 @@ class PresenceService:
         self._last_beat = 0.0
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        # Connects and disconnects waiting for the next group commit, in arrival order per user.
+        self._queued: dict[str, list[Rule]] = {}
+        self._waiters: list[asyncio.Future[None]] = []
+        self._committer: asyncio.Task[None] | None = None
+        self._reads = asyncio.Semaphore(_CONCURRENT_READS)
 
     # -- lifecycle ----------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -139,7 +165,10 @@ class PresenceService:
             await asyncio.wait(self._tasks, timeout=2.0)
         self._tasks = []
         for conn, user in list(self._conns.items()):  # normally the socket drain already did this
-            await self.disconnected(conn, user)
+            self._left(conn, user)
+        if self._committer is not None:
+            await asyncio.wait([self._committer], timeout=3.0)
+            self._committer.cancel()
         graces = [user for kind, user in self._armed if kind == "grace"]
         if self._shared:
             # Survivors take our users offline once the grace is over, unless they came back to them.
@@ -164,11 +193,12 @@ class PresenceService:
         def rule(_: str, rec: Record, now: float) -> tuple[Record, IndexOp]:
             return model.connect(rec, conn, self.node, now, self.config), ("+", self.node)
 
-        await self._guard(self._apply([user], rule), "connect")
-        if conn not in self._conns:  # it left while we were registering it
-            await self._forget_device(conn, user)
+        await self._enqueue(user, rule)
 
     async def disconnected(self, conn: str, user: str) -> None:
+        await self._left(conn, user)
+
+    def _left(self, conn: str, user: str) -> asyncio.Future[None]:
         self._conns.pop(conn, None)
         self._subs.pop(conn, None)  # the transport drops its rooms with the connection
         local = self._local.get(user)
@@ -176,15 +206,47 @@ class PresenceService:
             local.conns.discard(conn)
             if not local.conns:
                 del self._local[user]
-        await self._forget_device(conn, user)
 
-    async def _forget_device(self, conn: str, user: str) -> None:
         def rule(_: str, rec: Record, now: float) -> tuple[Record, IndexOp]:
             new = model.disconnect(rec, conn, self.node, now, self.config)
             keep = user in self._local or (new.left_at is not None and new.left_node == self.node)
             return new, None if keep else ("-", self.node)
 
-        await self._guard(self._apply([user], rule), "disconnect")
+        return self._enqueue(user, rule)
+
+    def _enqueue(self, user: str, rule: Rule) -> asyncio.Future[None]:
+        """Group commit of connects and disconnects: what arrives while a batch is written goes into the
+        next one, so a churn or reconnect storm costs one load and one save pipeline per batch. The
+        future resolves after the first attempt; a failed batch stays queued and is retried (in
+        order, with backoff) so a store hiccup never leaves a ghost device behind."""
+        self._queued.setdefault(user, []).append(rule)
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit(), name="presence-commit")
+        return waiter
+
+    async def _commit(self) -> None:
+        backoff = 0.05
+        waiters: list[asyncio.Future[None]] = []
+        try:
+            while self._queued:
+                batch, self._queued = self._queued, {}
+                waiters, self._waiters = self._waiters, []
+                try:
+                    retry = await self._apply(list(batch), _chain(batch))
+                    backoff = 0.05
+                except Exception:
+                    log.exception("presence_commit_failed", users=len(batch), retry_s=backoff)
+                    retry = list(batch)
+                for user in retry:  # ahead of anything newer for the same user
+                    self._queued[user] = batch[user] + self._queued.get(user, [])
+                _release(waiters)
+                if retry:
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, _RETRY_MAX_S)
+        finally:  # cancelled at stop: nobody waits forever
+            _release(waiters + self._waiters)
 
     # -- activity -----------------------------------------------------------------------------------
     def activity(self, user: str) -> None:
@@ -275,13 +337,14 @@ class PresenceService:
         if blockers is None:
             blockers = await self._blocks.blockers_of(viewer)
         shown = [u for u in users if u not in blockers]
-        records = dict(zip(shown, await self._store.load(shown), strict=True))
-        views = {u: model.visible(r, self._dead) for u, r in records.items() if r is not None}
-        forgotten = [u for u, r in records.items() if r is None]
-        if forgotten:  # offline long enough for the shared record to expire: MongoDB has last_seen
-            seen = await self._archive.last_seen(forgotten)
-            for u in forgotten:
-                views[u] = View("offline", seen.get(u))
+        async with self._reads:
+            records = dict(zip(shown, await self._store.load(shown), strict=True))
+            views = {u: model.visible(r, self._dead) for u, r in records.items() if r is not None}
+            forgotten = [u for u, r in records.items() if r is None]
+            if forgotten:  # offline long enough for the shared record to expire: MongoDB has last_seen
+                seen = await self._archive.last_seen(forgotten)
+                for u in forgotten:
+                    views[u] = View("offline", seen.get(u))
         return [views.get(u, HIDDEN).payload(u) for u in users]
 
     async def block_changed(self, blocker: str, blocked: str, now_blocked: bool) -> None:
@@ -324,12 +387,20 @@ class PresenceService:
             self._armed.discard((kind, user))
             due[kind].add(user)
         idle = {u for u in due["idle"] if self._idle_due(u, now)}
-        touch = {u for u in self._urgent | due["push"] | idle if u in self._local}
+        touch = sorted({u for u in self._urgent | due["push"] | idle if u in self._local})
         self._urgent = set()
-        if touch:
-            await self._apply(sorted(touch), self._touch_rule)
-        if due["grace"]:
-            await self._apply(sorted(due["grace"]), self._grace_rule)
+        graces = sorted(due["grace"])
+        try:  # whatever fails or stays contended is retried at the next sweep: nothing is dropped
+            if touch:
+                self._urgent.update(await self._apply(touch, self._touch_rule))
+            if graces:
+                graces = await self._apply(graces, self._grace_rule)
+        except Exception:
+            self._urgent.update(touch)
+            raise
+        finally:
+            for user in graces:
+                self._arm("grace", user, now + self.config.tick_s)
         await self._nodes(now)
         await self._archive.flush()
 
@@ -388,13 +459,14 @@ class PresenceService:
         await self._apply(list(self._local), rule)
 
     # -- the one write path -------------------------------------------------------------------------
-    async def _apply(self, users: Iterable[str], rule: Rule) -> None:
+    async def _apply(self, users: Iterable[str], rule: Rule) -> list[str]:
         """Apply `rule` to each user's current record, compare-and-set, re-reading on conflict; then
-        publish what others see change. Users the shared store has forgotten start from MongoDB."""
+        publish what others see change. Users the shared store has forgotten start from MongoDB.
+        Returns the users still contended after every attempt (the caller retries them later)."""
         pending = list(dict.fromkeys(users))
         for _ in range(_MAX_ATTEMPTS):
             if not pending:
-                return
+                return []
             records = await self._store.load(pending)
             seeds = await self._archive.seeds([u for u, r in zip(pending, records, strict=True) if r is None])
             now = self._clock()
@@ -420,6 +492,7 @@ class PresenceService:
                 await self._announce(write.user, before[write.user].view, write.record.view)
         if pending:
             log.warning("presence_write_contended", users=len(pending))
+        return pending
 
     def _observe(self, user: str, rec: Record) -> None:
         """Refresh what this node knows from a record just read or written, and arm its timers."""
@@ -440,7 +513,10 @@ class PresenceService:
         if after.last_seen is not None and after.last_seen != before.last_seen:
             self._archive.last_seen_at(user, after.last_seen)
         self._metrics.updates.inc()
-        await self._fanout.publish(user, after.payload(user))
+        try:
+            await self._fanout.publish(user, after.payload(user))
+        except Exception:  # the state is written; a failed emit must not make the caller retry it
+            log.exception("presence_publish_failed", user=user)
 
     def _arm(self, kind: TimerKind, user: str, when: float) -> None:
         key = (kind, user)

@@ -175,3 +175,27 @@ async def test_sigkilled_node_takes_its_users_offline_within_the_bound(nodes) ->
     await update(alice, "bob", "offline")
     for c in (alice, bob_n1, carol):
         await c.close()
+
+
+async def test_a_burst_of_connects_and_disconnects_leaves_no_ghosts(env) -> None:
+    """150 devices arrive and leave at once (a reconnect storm): group-committed, nobody stays online."""
+    import aiohttp
+
+    from loadtests._common_presence import open_many
+
+    users = [f"u{i}" for i in range(150)]
+    async with two_nodes(env, PAIRLY_PRESENCE_GRACE_S="0.3") as (a, b, opened):
+        watcher = await _client(opened, a, "watcher")
+        await subscribe(watcher, users)
+        await asyncio.sleep(0.2)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+            burst = await open_many(http, b.url, PRESENCE, [{"token": token_for(b.settings, u)} for u in users],
+                                    concurrency=150)
+            for u in users:
+                await update(watcher, u, "online", timeout=10)
+            await asyncio.gather(*(c.close() for c in burst))
+            for u in users:
+                await update(watcher, u, "offline", timeout=10)
+        snapshot = await subscribe(watcher, users)
+        assert {p["status"] for p in snapshot.values()} == {"offline"}
+        assert all(len(updates(watcher, u)) == 2 for u in users)

@@ -1,0 +1,299 @@
+"""Presence: one status change fanned out to 1,000 watchers, and connect/disconnect churn, each next to
+a bare python-socketio server measured in the same run.
+
+    .venv/bin/python -m loadtests.bench_presence [--watchers 1000] [--rounds 30] [--churn-seconds 8]
+
+Starts everything it uses on free loopback ports and stops it at the end: a private in-memory
+embedded store (SecantusDB), a private redis-server (for the two-node phase), `python -m server`
+processes (rate limits raised for the bench; presence settings at their defaults) and
+`loadtests.bare_server` (a bare python-socketio AsyncServer on aiohttp + uvloop). Clients are raw
+Engine.IO WebSockets (`loadtests._common_presence`) in this process.
+
+Phases (bounded by counts; every wait has a timeout):
+1. fan-out, bare: 1,000 clients in one room; a client's `relay` makes the server emit to the room;
+2. fan-out, presence, one node: 1,000 users subscribe to `target`; `target` alternates
+   `presence:set` away/online; each change is one `presence:update` to all 1,000;
+3. fan-out, presence, two nodes + Redis: the watchers split over both nodes, `target` on node A;
+   latency is from just before the set (or relay) call to the event's arrival at each watcher;
+4. churn, bare and presence: workers connect a namespace and disconnect in closed loops for
+   `--churn-seconds`; the presence run cycles through a pool of users watched by 20 subscribers
+   (so changes fan out), then checks that no user is left online once the grace window is over.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import sys
+import time
+import urllib.parse
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import uvloop
+
+from loadtests._common_presence import RawClient, open_many
+from loadtests.common import ServerProcess, bare_server_cmd, percentile, raise_nofile, start_server, wait_http
+from server.auth import mint_token
+from server.store import EmbeddedStore
+from tests.support.services import RedisServer
+
+SECRET = "bench-secret-0123456789-0123456789-abcdef"
+PRESENCE = "/presence"
+BARE_NS = "/chat"  # the bare server's namespace
+TARGET = "target"
+
+
+def token(user: str) -> str:
+    return mint_token(SECRET, user, ttl_s=3600)
+
+
+def _server_env(mongo_url: str, db: str, **extra: str) -> dict[str, str]:
+    return {
+        "PAIRLY_JWT_SECRET": SECRET,
+        "PAIRLY_LOG_LEVEL": "warning",
+        "MONGO_URL": mongo_url,
+        "MONGO_DB": db,
+        # The bench raises per-user limits only; presence bounds stay at their defaults.
+        "PAIRLY_RATE_LIMITS": "*=10000/1,presence:subscribe=10000/1",
+        **extra,
+    }
+
+
+@contextlib.contextmanager
+def _servers(*procs: ServerProcess) -> Any:
+    try:
+        yield procs
+    finally:
+        for proc in procs:
+            proc.stop()
+
+
+# -- fan-out ----------------------------------------------------------------------------------------
+@dataclass
+class Round:
+    match: Callable[[str, Any], bool] = lambda _e, _d: False
+    sent_at: float = 0.0
+    expected: int = 0
+    got: int = 0
+    latencies: list[float] = field(default_factory=list)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def on_event(self, event: str, data: Any, at: float) -> None:
+        if self.match(event, data):
+            self.got += 1
+            self.latencies.append(at - self.sent_at)
+            if self.got == self.expected:
+                self.done.set()
+
+
+async def _rounds(trigger: Callable[[int], Any], match: Callable[[int], Callable[[str, Any], bool]],
+                  watchers: list[RawClient], rounds: int, warmup: int = 3) -> list[float]:
+    samples: list[float] = []
+    for r in range(warmup + rounds):
+        current = Round(match=match(r), expected=len(watchers))
+        for w in watchers:
+            w.on_event = current.on_event
+        current.sent_at = time.monotonic()
+        await trigger(r)
+        await asyncio.wait_for(current.done.wait(), 30)
+        if r >= warmup:
+            samples.extend(current.latencies)
+        await asyncio.sleep(0.05)
+    return samples
+
+
+async def fanout_bare(url: str, n: int, rounds: int) -> list[float]:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        watchers = await open_many(session, url, BARE_NS, [{"user": "room"}] * n)
+        trigger = RawClient(session, url, BARE_NS)
+        await trigger.open({"user": "trigger"})
+        try:
+            return await _rounds(
+                lambda r: trigger.call("relay", {"to": "room", "r": r}),
+                lambda r: lambda e, d: e == "relay" and d.get("r") == r,
+                watchers, rounds)
+        finally:
+            for c in [trigger, *watchers]:
+                await c.close()
+
+
+async def fanout_presence(target_url: str, watcher_urls: list[str], n: int, rounds: int) -> list[float]:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        watchers: list[RawClient] = []
+        for i, url in enumerate(watcher_urls):
+            users = [f"w{j}" for j in range(i, n, len(watcher_urls))]
+            watchers += await open_many(session, url, PRESENCE, [{"token": token(u)} for u in users])
+        sem = asyncio.Semaphore(50)
+
+        async def subscribe(w: RawClient) -> None:
+            async with sem:
+                ack = await w.call("presence:subscribe", {"users": [TARGET]})
+                assert ack["ok"], ack
+
+        await asyncio.gather(*(subscribe(w) for w in watchers))
+        await asyncio.sleep(0.5)  # Redis room subscriptions are asynchronous to the acks
+        target = RawClient(session, target_url, PRESENCE)
+        try:
+            online = Round(match=lambda e, d: e == "presence:update" and d["status"] == "online", expected=n)
+            for w in watchers:
+                w.on_event = online.on_event
+            await target.open({"token": token(TARGET)})
+            await asyncio.wait_for(online.done.wait(), 30)
+
+            def status(r: int) -> str:
+                return "away" if r % 2 == 0 else "online"
+
+            async def trigger(r: int) -> None:
+                ack = await target.call("presence:set", {"status": status(r)})
+                assert ack["ok"], ack
+
+            return await _rounds(
+                trigger,
+                lambda r: lambda e, d: e == "presence:update" and d["user"] == TARGET and d["status"] == status(r),
+                watchers, rounds)
+        finally:
+            for c in [target, *watchers]:
+                await c.close()
+
+
+# -- churn ------------------------------------------------------------------------------------------
+async def churn(url: str, namespace: str, auth: Callable[[int], dict[str, Any]], seconds: float,
+                concurrency: int) -> tuple[float, int]:
+    """(connects + disconnects per second, failures)."""
+    counter = itertools.count()
+    ops = 0
+    failures = 0
+    stop_at = time.monotonic() + seconds
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+
+        async def worker() -> None:
+            nonlocal ops, failures
+            while time.monotonic() < stop_at:
+                client = RawClient(session, url, namespace)
+                try:
+                    await client.open(auth(next(counter)))
+                    ops += 1
+                    await client.close()
+                    ops += 1
+                except Exception:
+                    failures += 1
+                    await client.close()
+
+        started = time.monotonic()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.monotonic() - started
+    return ops / elapsed, failures
+
+
+async def churn_presence(url: str, seconds: float, concurrency: int, pool: int) -> tuple[float, int, int]:
+    """Churn through `pool` users watched by 20 subscribers; (ops/s, failures, users left online)."""
+    users = [f"c{i}" for i in range(pool)]
+    tokens = [token(u) for u in users]
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        watchers = await open_many(session, url, PRESENCE, [{"token": token(f"cw{i}")} for i in range(20)])
+        updates = 0
+
+        def count(event: str, data: Any, at: float) -> None:
+            nonlocal updates
+            updates += event == "presence:update"
+
+        for w in watchers:
+            w.on_event = count
+            for start in range(0, pool, 500):
+                ack = await w.call("presence:subscribe", {"users": users[start:start + 500]})
+                assert ack["ok"], ack
+        rate, failures = await churn(url, PRESENCE, lambda i: {"token": tokens[i % pool]}, seconds, concurrency)
+        await asyncio.sleep(5 + 2)  # the default grace window, and a sweep
+        query = urllib.parse.urlencode({"users": ",".join(users[:500])})
+        async with session.get(f"{url}/api/presence?{query}",
+                               headers={"Authorization": f"Bearer {token('auditor')}"}) as resp:
+            body = json.loads(await resp.text())
+        left_online = sum(p["status"] != "offline" for p in body["presence"])
+        print(f"  (churn watchers received {updates} presence:update events)")
+        for w in watchers:
+            await w.close()
+    return rate, failures, left_online
+
+
+# -- main -------------------------------------------------------------------------------------------
+def _fmt(samples: list[float]) -> str:
+    return (f"p50 {percentile(samples, 50) * 1000:6.1f} ms   p99 {percentile(samples, 99) * 1000:6.1f} ms"
+            f"   ({len(samples)} deliveries)")
+
+
+@contextlib.asynccontextmanager
+async def _nothing() -> AsyncIterator[None]:
+    yield
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--watchers", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--churn-seconds", type=float, default=8.0)
+    parser.add_argument("--churn-concurrency", type=int, default=20)
+    parser.add_argument("--churn-pool", type=int, default=400)
+    args = parser.parse_args()
+    raise_nofile()
+    uvloop.install()
+    n = args.watchers
+
+    store = EmbeddedStore(":memory:")
+    store.start()
+    redis = RedisServer()
+    try:
+        print(f"fan-out: one change to {n} watchers, {args.rounds} rounds (after 3 warm-up)", flush=True)
+        bare = start_server(bare_server_cmd(), {})
+        with _servers(bare):
+            wait_http(bare.url + "/", 30, accept_any_status=True)
+            base = asyncio.run(fanout_bare(bare.url, n, args.rounds))
+            base_churn, base_fail = asyncio.run(
+                churn(bare.url, BARE_NS, lambda i: {}, args.churn_seconds, args.churn_concurrency))
+
+        one = start_server([sys.executable, "-m", "server"], _server_env(store.url, "bench_one"))
+        with _servers(one):
+            wait_http(one.url + "/readyz", 60)
+            single = asyncio.run(fanout_presence(one.url, [one.url], n, args.rounds))
+
+        multi_env = _server_env(store.url, "bench_two", REDIS_URL=redis.url, REDIS_PREFIX="bench2")
+        node_a = start_server([sys.executable, "-m", "server"], {**multi_env, "PAIRLY_NODE_ID": "A"})
+        node_b = start_server([sys.executable, "-m", "server"], {**multi_env, "PAIRLY_NODE_ID": "B"})
+        with _servers(node_a, node_b):
+            wait_http(node_a.url + "/readyz", 60)
+            wait_http(node_b.url + "/readyz", 60)
+            double = asyncio.run(fanout_presence(node_a.url, [node_a.url, node_b.url], n, args.rounds))
+
+        churn_srv = start_server([sys.executable, "-m", "server"], _server_env(store.url, "bench_churn"))
+        with _servers(churn_srv):
+            wait_http(churn_srv.url + "/readyz", 60)
+            ours_churn, ours_fail, ghosts = asyncio.run(
+                churn_presence(churn_srv.url, args.churn_seconds, args.churn_concurrency, args.churn_pool))
+    finally:
+        redis.stop()
+        store.stop()
+
+    p99 = percentile(single, 99)
+    print()
+    print(f"bare python-socketio room emit      : {_fmt(base)}")
+    print(f"presence, one node                  : {_fmt(single)}")
+    print(f"presence, two nodes + Redis         : {_fmt(double)}")
+    print(f"ratio p99 presence/bare (one node)  : {p99 / percentile(base, 99):.2f}")
+    print(f"ratio p99 presence/bare (two nodes) : {percentile(double, 99) / percentile(base, 99):.2f}")
+    print(f"target p99 < 100 ms                 : {'met' if max(p99, percentile(double, 99)) < 0.1 else 'MISSED'}")
+    print()
+    print(f"churn, bare python-socketio         : {base_churn:7.0f} connects+disconnects/s ({base_fail} failed)")
+    print(f"churn, presence on                  : {ours_churn:7.0f} connects+disconnects/s ({ours_fail} failed)")
+    print(f"ratio presence/bare                 : {ours_churn / base_churn:.2f}")
+    print(f"users left online after the grace   : {ghosts} of {min(args.churn_pool, 500)} (must be 0)")
+    print(f"target >= 200/s                     : {'met' if ours_churn >= 200 and not ghosts else 'MISSED'}")
+    return 0 if p99 < 0.1 and ours_churn >= 200 and not ghosts else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
