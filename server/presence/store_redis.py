@@ -156,7 +156,10 @@ class RedisPresenceStore:
         return {_s(flat[i]): int(flat[i + 1]) / 1000 for i in range(0, len(flat), 2)}
 
     async def claim(self, node: str, holder: str, ttl_s: float) -> bool:
-        return bool(await self._redis.set(f"{self._p}reap:{node}", holder, nx=True, px=int(ttl_s * 1000)))
+        key = f"{self._p}reap:{node}"
+        if await self._redis.set(key, holder, nx=True, px=int(ttl_s * 1000)):
+            return True
+        return _s(await self._redis.get(key) or b"") == holder  # ours already: finishing a partial cleanup
 
     async def node_users(self, node: str) -> list[str]:
         return sorted(_s(m) for m in await self._redis.smembers(self._index(node)))
