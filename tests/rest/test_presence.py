@@ -64,3 +64,11 @@ async def test_presence_over_rest_refuses_clearly(app_server) -> None:
         assert body["error"]["message"]
     got, body = await _get(app_server, "?users=bob", user=None)
     assert (got, body["error"]["code"]) == (401, "auth_missing")
+
+
+async def test_presence_route_is_described_in_openapi(app_server) -> None:
+    async with aiohttp.ClientSession() as http, http.get(f"{app_server.url}/api/openapi.json") as resp:
+        doc = await resp.json()
+    operation = doc["paths"]["/api/presence"]["get"]
+    assert operation["parameters"][0]["name"] == "users"
+    assert set(operation["responses"]) == {"200", "400", "401", "413"}
