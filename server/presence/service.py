@@ -527,9 +527,9 @@ class PresenceService:
         if when <= self._clock():
             self._wake.set()
 
-    async def _guard(self, work: Any, what: str) -> None:
-        """Presence is best effort around connects: a store hiccup is logged, never fatal to a socket."""
+    async def _guard(self, work: Any, what: str, timeout_s: float = 5.0) -> None:
+        """A shutdown step: bounded, and a failure is logged, never raised (the process is leaving)."""
         try:
-            await work
+            await asyncio.wait_for(work, timeout_s)
         except Exception:
-            log.exception("presence_failed", step=what)
+            log.exception("presence_stop_step_failed", step=what)
