@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp_cors
 import socketio
@@ -40,7 +40,7 @@ from server.namespaces.chat import ChatNamespace
 from server.namespaces.presence import PresenceNamespace, SocketFanout
 from server.notify import Notifier
 from server.parser import DualParserServer
-from server.presence import PresenceService, build_presence
+from server.presence import build_presence
 from server.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from server.revocation import RevocationStore
 from server.rooms import NAMESPACES
@@ -146,10 +146,10 @@ def create_app(settings: Settings) -> web.Application:
 
     app.cleanup_ctx.append(_store_ctx(embedded, mongo_url))
     app.cleanup_ctx.append(_redis_ctx(manager, connections))
-    app.cleanup_ctx.append(_ledger_ctx(ledger))
-    app.cleanup_ctx.append(_payments_ctx(payments))
+    app.cleanup_ctx.append(_service_ctx(ledger))
+    app.cleanup_ctx.append(_service_ctx(payments))
     app.cleanup_ctx.append(chat.lifecycle())
-    app.cleanup_ctx.append(_presence_ctx(presence))
+    app.cleanup_ctx.append(_service_ctx(presence))
     app.on_shutdown.append(_drain_sockets)
     return app
 
@@ -215,35 +215,26 @@ def _redis_ctx(manager: LocalManager, connections: ConnectionRegistry) -> Any:
     return ctx
 
 
-def _ledger_ctx(ledger: Ledger) -> Any:
+class _Service(Protocol):
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+def _service_ctx(service: _Service) -> Any:
+    """Start a background service with the app and stop it on cleanup, in reverse order of start.
+
+    Order matters and is set by the order of registration: the ledger stops after payments (queued
+    webhook work finishes while the ledger still runs) and writes every queued credit movement before
+    the store closes; presence stops after the socket drain (hands pending graces over, flushes
+    last_seen).
+    """
+
     async def ctx(_: web.Application) -> AsyncIterator[None]:
-        await ledger.start()
+        await service.start()
         try:
             yield
         finally:
-            await ledger.stop()  # every queued credit movement is written before the store closes
-
-    return ctx
-
-
-def _payments_ctx(payments: Payments) -> Any:
-    async def ctx(_: web.Application) -> AsyncIterator[None]:
-        await payments.start()  # settles what a crash left: unprocessed webhooks, unapplied grants
-        try:
-            yield
-        finally:
-            await payments.stop()  # queued webhook work finishes while the ledger is still running
-
-    return ctx
-
-
-def _presence_ctx(presence: PresenceService) -> Any:
-    async def ctx(_: web.Application) -> AsyncIterator[None]:
-        await presence.start()
-        try:
-            yield
-        finally:
-            await presence.stop()  # after the socket drain: hands pending graces over, flushes last_seen
+            await service.stop()
 
     return ctx
 
