@@ -1,167 +1,242 @@
-"""The credits ledger: append-only entries, materialised wallet balances, group-committed.
+"""The credits ledger: double-entry transfers, group-committed, one transaction per batch.
 
-Every balance change is one ledger entry whose `_id` is its idempotency key. Writes follow one
-protocol, done for a whole batch of operations at once (group commit — the batch is whatever
-arrived while the previous batch was being written):
+Every credit movement is a `Transfer` between accounts (`billing.accounts`) whose deltas sum to
+zero, keyed by its idempotency key. Transfers that arrive while the previous batch is being written
+form the next batch (`billing.group_commit`). Per batch:
 
-1. insert the entries as `pending` (unordered `insert_many`; a duplicate key means the operation
-   was seen before and its first result is returned instead);
-2. apply each to its wallet with one conditional update per entry (unordered `bulk_write`): the
-   update checks the condition (enough available credits, enough held), moves the numbers and
-   pushes `[key, delta, held_delta]` onto the wallet's bounded `applied` list — atomically, in the
-   wallet document;
-3. read the wallets back: an entry applied iff its key is in `applied`; `balance_after` and
-   `held_after` are derived exactly by walking that list back from the current figures;
-4. mark applied entries `applied` (with their `*_after`) and delete the refused ones.
+1. keys already in the ledger are answered from their entry (a replay: nothing moves);
+2. the batch is planned in memory against the accounts' current state (a per-node cache, refreshed
+   on a miss): each transfer in arrival order either applies — every checked leg keeps its account
+   at or above zero — or is refused with `InsufficientCredits`; the plan yields each posting's
+   balance after it, and each account's new state;
+3. one multi-document transaction inserts the batch's entries (insert-only, `_id` = key, plus any
+   attached documents such as the chat messages they pay for) and moves every touched account with
+   one compare-and-set on its version `v` — one write per account per batch, however many
+   transfers touched it. A version that moved (another node wrote the account) aborts the
+   transaction; the batch re-reads those accounts and is planned again.
 
-So a wallet is never changed without its pending entry already durable, and the entry's fate is
-decided by the wallet document alone. A process killed at any point leaves `pending` entries that
-`recover()` settles by the same rule (key in `applied` → applied, else → deleted): afterwards
-balance == Σ delta and held == Σ held_delta for every wallet, which `reconcile()` proves.
-
-Holds (calls) use the same path: a hold is an entry with `held_delta > 0` and `delta == 0`;
-capturing moves credits out of the hold; releasing returns what is left.
+So there is no pending state and nothing to recover: a batch is durable entirely or not at all,
+whatever instant the process is killed; an entry exists iff it was applied; balance == Σ postings
+for every account and Σ balances == 0 at every commit, which `reconcile()` proves. Callers are
+answered only after the commit, so an ack means durable.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
+import random
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import structlog
 from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, OperationFailure
 
+from billing import accounts
 from billing.errors import InsufficientCredits, OperationInFlight
-from config.errors import InvalidPayload, NotFound
+from billing.group_commit import GroupCommit, Pending, chain, dedupe
+from billing.writers import WriterSessions
+from config.errors import AppError, InvalidPayload, NotFound, Unavailable
 
 log = structlog.get_logger(__name__)
 
 Doc = dict[str, Any]
-# How many recent operations a wallet remembers. Recovery must run before a wallet sees this many
-# newer operations after a crash; `recover()` runs at start-up and every RECOVER_EVERY_S.
-APPLIED_WINDOW = 512
-RECOVER_AFTER_S = 15.0
-MAX_BATCH = 400
-# Operations on one wallet per batch. Read-back finds an operation only while its key is still in the
-# wallet's window, so one batch (plus what other nodes apply meanwhile) must stay well inside it.
-MAX_PER_WALLET = 64
+MAX_BATCH = 500
+MAX_ATTEMPTS = 12
+_CACHE_MAX = 200_000
 
-Condition = Literal["none", "available", "held"]
+
+# -- what callers ask for -------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Leg:
+    account: str
+    """A logical account (`billing.accounts`); sharded ones resolve to the payer's shard."""
+    delta: int
+    held: int = 0
+    """Change of a wallet's `held` figure (credits of the wallet's owner sitting in call holds)."""
+    checked: bool = False
+    """Refuse the transfer if this leg would take the account's balance (or held) below zero."""
 
 
 @dataclass(frozen=True, slots=True)
-class Op:
-    user: str
+class Split:
+    """`amount` paid to `payee` (an earnings account) at `pct` percent by the carry rule
+    (`accounts.share`); the rest to platform revenue."""
+
+    payee: str
+    amount: int
+    pct: int
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
     key: str
-    delta: int
-    held_delta: int
     kind: str
-    ref: str | None
-    condition: Condition
+    legs: tuple[Leg, ...]
+    ref: str | None = None
+    payer: str = ""
+    """Whose shard of sharded accounts this transfer writes (see `billing.accounts`)."""
+    splits: tuple[Split, ...] = ()
     meta: Doc | None = None
+    attach: tuple[tuple[str, Doc], ...] = ()
+    """(collection, document) inserted in the same transaction as the entry."""
+    strict: bool = True
+    """A replay must be the same operation (kind, first leg); else `OperationInFlight`."""
+
+
+# -- what the ledger answers ----------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Posting:
+    doc_id: str
+    """The account document written (a shard for sharded accounts)."""
+    delta: int
+    held: int
+    balance_after: int
+    held_after: int
 
     @property
-    def need(self) -> int:
-        if self.condition == "available":
-            return max(-self.delta, self.held_delta)
-        if self.condition == "held":
-            return -self.held_delta
-        return 0
+    def account(self) -> str:
+        return accounts.logical(self.doc_id)
 
 
 @dataclass(frozen=True, slots=True)
 class Entry:
     key: str
-    user: str
-    delta: int
-    held_delta: int
-    balance_after: int
-    held_after: int
     kind: str
     ref: str | None
+    postings: tuple[Posting, ...]
     created_at: dt.datetime
+    meta: Doc | None = None
     replayed: bool = False
     """True when this result is the first application of a key seen again."""
 
+    # The first posting is the primary one (the payer's or receiver's wallet, by convention).
+    @property
+    def primary(self) -> Posting:
+        return self.postings[0] if self.postings else Posting("", 0, 0, 0, 0)
+
+    @property
+    def user(self) -> str:
+        return accounts.owner(self.primary.account) or ""
+
+    @property
+    def delta(self) -> int:
+        """The change of the primary account's total (for a wallet: available + held)."""
+        return self.primary.delta + self.primary.held
+
+    @property
+    def held_delta(self) -> int:
+        return self.primary.held
+
+    @property
+    def balance_after(self) -> int:
+        """A wallet's total credits after this entry: available + held (what users see as balance)."""
+        p = self.primary
+        return p.balance_after + p.held_after
+
+    @property
+    def held_after(self) -> int:
+        return self.primary.held_after
+
     @property
     def available_after(self) -> int:
-        return self.balance_after - self.held_after
+        return self.primary.balance_after
+
+    def posting(self, account: str) -> Posting | None:
+        for p in self.postings:
+            if p.account == account:
+                return p
+        return None
+
+    def view(self, account: str) -> Doc:
+        """The entry as the owner of `account` lists it."""
+        p = self.posting(account) or Posting(account, 0, 0, 0, 0)
+        out: Doc = {"id": self.key, "delta": p.delta + p.held, "kind": self.kind, "ref": self.ref,
+                    "created_at": self.created_at.isoformat()}
+        if account.startswith("wallet:"):
+            out.update(held_delta=p.held, balance_after=p.balance_after + p.held_after, held_after=p.held_after)
+        elif not accounts.is_sharded(account):
+            out["balance_after"] = p.balance_after
+        return out
 
     def public(self) -> Doc:
-        return {
-            "id": self.key,
-            "delta": self.delta,
-            "held_delta": self.held_delta,
-            "balance_after": self.balance_after,
-            "held_after": self.held_after,
-            "kind": self.kind,
-            "ref": self.ref,
-            "created_at": self.created_at.isoformat(),
-        }
+        return self.view(self.primary.account)
+
+    def with_replayed(self) -> Entry:
+        return Entry(self.key, self.kind, self.ref, self.postings, self.created_at, self.meta, replayed=True)
 
     @classmethod
     def from_doc(cls, doc: Doc, replayed: bool = False) -> Entry:
-        return cls(
-            key=doc["_id"],
-            user=doc["user"],
-            delta=int(doc["delta"]),
-            held_delta=int(doc.get("held_delta", 0)),
-            balance_after=int(doc.get("balance_after") or 0),
-            held_after=int(doc.get("held_after") or 0),
-            kind=doc["kind"],
-            ref=doc.get("ref"),
-            created_at=doc["created_at"],
-            replayed=replayed,
-        )
+        postings = tuple(Posting(str(p[0]), int(p[1]), int(p[2]), int(p[3]), int(p[4])) for p in doc.get("p", ()))
+        return cls(doc["_id"], doc["k"], doc.get("ref"), postings, doc["at"], doc.get("meta"), replayed)
 
 
 @dataclass(frozen=True, slots=True)
 class Wallet:
     user: str
-    balance: int
+    available: int
     held: int
 
     @property
-    def available(self) -> int:
-        return self.balance - self.held
+    def balance(self) -> int:
+        return self.available + self.held
 
 
 @dataclass(slots=True)
-class _Pending:
-    op: Op
-    future: asyncio.Future[Entry]
-    attempts: int = 0
+class _State:
+    v: int
+    balance: int
+    held: int
+    gross: int
+
+    def copy(self) -> _State:
+        return _State(self.v, self.balance, self.held, self.gross)
 
 
 @dataclass
 class Discrepancy:
-    user: str
+    account: str
     balance: int
     ledger_sum: int
     held: int
     ledger_held_sum: int
 
+    @property
+    def user(self) -> str:  # older reports named wallets by user
+        return accounts.owner(self.account) or self.account
+
 
 @dataclass
 class ReconcileReport:
-    wallets: int
+    accounts: int
     entries: int
-    pending_resolved: int
+    total: int = 0
+    """Σ balances over every account: 0 when the books balance."""
+    unbalanced: list[str] = field(default_factory=list)
+    """Transfers whose postings do not sum to zero."""
     discrepancies: list[Discrepancy] = field(default_factory=list)
+    totals: dict[str, int] = field(default_factory=dict)
+    """Balance per account family (wallets, earnings, platform:revenue, ...)."""
 
     @property
     def ok(self) -> bool:
-        return not self.discrepancies
+        return not self.discrepancies and not self.unbalanced and self.total == 0
+
+    @property
+    def wallets(self) -> int:
+        return self.accounts
 
 
 ChangeListener = Callable[[Sequence[Entry]], Awaitable[None]]
+
+
+class _Stale(Exception):
+    """An account moved since it was read: re-read and plan again."""
 
 
 def _now() -> dt.datetime:
@@ -175,420 +250,475 @@ class Ledger:
         *,
         signup_bonus: int = 0,
         on_change: ChangeListener | None = None,
+        max_batch: int = MAX_BATCH,
+        exclusive: bool = False,
     ) -> None:
+        """`exclusive`: this process is the only writer (one node, no Redis) — see `billing.writers`."""
+        self._db = db
         self._entries = db["ledger"]
-        self._wallets = db["wallets"]
+        self._accounts = db["ledger_accounts"]
         self._signup_bonus = signup_bonus
-        self._on_change = on_change
-        self._known_wallets: set[str] = set()
-        self._queue: list[_Pending] = []
-        self._wake = asyncio.Event()
-        self._runner: asyncio.Task[None] | None = None
-        self._recoverer: asyncio.Task[None] | None = None
-        self.batches = 0
-        self.batched_ops = 0
+        self._listeners: list[ChangeListener] = [on_change] if on_change else []
+        self._cache: dict[str, _State] = {}
+        self._writers = WriterSessions(db, exclusive=exclusive)
+        self._last_t = 0.0
+        self._engine: GroupCommit[Transfer, Entry] = GroupCommit(
+            "ledger", self._commit, max_batch=max_batch,
+            on_error=lambda exc: exc if isinstance(exc, AppError) else Unavailable("ledger unavailable; retry"))
+        self.conflicts = 0
+
+    def add_listener(self, listener: ChangeListener) -> None:
+        self._listeners.append(listener)
 
     def set_listener(self, on_change: ChangeListener | None) -> None:
-        self._on_change = on_change
+        self._listeners = [on_change] if on_change else []
+
+    @property
+    def batches(self) -> int:
+        return self._engine.batches
 
     # -- lifecycle --------------------------------------------------------------------------------
-    async def start(self, recover_every_s: float = 10.0) -> None:
-        await self.recover()
-        self._runner = asyncio.create_task(self._run(), name="ledger-commit")
-        self._recoverer = asyncio.create_task(self._recover_loop(recover_every_s), name="ledger-recover")
+    async def start(self) -> None:
+        await self._writers.start()
+        await self._engine.start()
 
     async def stop(self) -> None:
-        """Finish every queued operation, then stop."""
-        if self._recoverer is not None:
-            self._recoverer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._recoverer
-        while self._queue:
-            await self._commit_once()
-        if self._runner is not None:
-            self._runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._runner
+        await self._engine.stop()
+        await self._writers.stop()
 
-    # -- public operations ------------------------------------------------------------------------
+    # -- operations -------------------------------------------------------------------------------
+    async def submit(self, transfer: Transfer) -> Entry:
+        if not transfer.key or len(transfer.key) > 200:
+            raise InvalidPayload("idempotency key must be 1..200 characters")
+        return await self._engine.submit(transfer)
+
     async def credit(self, user: str, amount: int, key: str, kind: str, ref: str | None = None,
-                     meta: Doc | None = None) -> Entry:
+                     meta: Doc | None = None, *, source: str = accounts.PLATFORM_PROMOTIONS) -> Entry:
+        """Give `user` credits from `source` (a purchase's clearing account, promotions, ...)."""
         _positive(amount)
-        return await self.submit(Op(user, key, amount, 0, kind, ref, "none", meta))
+        return await self.submit(Transfer(key, kind, (Leg(accounts.wallet(user), amount), Leg(source, -amount)),
+                                          ref, user, meta=meta))
 
     async def spend(self, user: str, amount: int, key: str, kind: str, ref: str | None = None,
-                    meta: Doc | None = None) -> Entry:
-        """Take `amount` from the available balance, or raise InsufficientCredits."""
+                    meta: Doc | None = None, *, payee: str | None = None, share_pct: int = 0,
+                    attach: tuple[tuple[str, Doc], ...] = (), strict: bool = True) -> Entry:
+        """Take `amount` from the available balance, or raise InsufficientCredits.
+
+        With `payee` (an earnings account) `share_pct` percent goes there by the carry rule and the
+        rest to platform revenue; without, everything goes to platform revenue.
+        """
         _positive(amount)
-        return await self.submit(Op(user, key, -amount, 0, kind, ref, "available", meta))
+        return await self.submit(_spend_transfer(user, amount, key, kind, ref, meta, payee, share_pct, attach,
+                                                 strict))
 
     async def adjust(self, user: str, delta: int, key: str, kind: str, ref: str | None = None,
-                     meta: Doc | None = None) -> Entry:
-        """Admin correction, refund or dispute debit: unconditional, may take the balance below zero."""
+                     meta: Doc | None = None, *, counter: str = accounts.PLATFORM_PROMOTIONS) -> Entry:
+        """Unconditional correction (refund, dispute, admin): may take the wallet below zero."""
         if not isinstance(delta, int) or isinstance(delta, bool) or delta == 0:
             raise InvalidPayload("delta must be a non-zero integer")
-        return await self.submit(Op(user, key, delta, 0, kind, ref, "none", meta))
+        return await self.submit(Transfer(key, kind, (Leg(accounts.wallet(user), delta), Leg(counter, -delta)),
+                                          ref, user, meta=meta))
 
     async def hold(self, user: str, amount: int, key: str, ref: str | None = None) -> Entry:
-        """Reserve `amount` of the available balance (e.g. a call's first minute)."""
+        """Reserve `amount` of the available balance in the hold account `hold:<key>` (a call)."""
         _positive(amount)
-        return await self.submit(Op(user, key, 0, amount, "hold", ref, "available", {"hold": key}))
+        return await self.submit(Transfer(key, "hold", (
+            Leg(accounts.wallet(user), -amount, held=amount, checked=True), Leg(accounts.hold(key), amount)),
+            ref, user, meta={"hold": key}))
 
-    async def capture(self, hold_key: str, amount: int, key: str, kind: str = "capture") -> Entry:
-        """Charge `amount` out of a hold (never more than the hold has left)."""
+    async def capture(self, hold_key: str, amount: int, key: str, kind: str = "capture", *,
+                      payee: str | None = None, share_pct: int = 0, ref: str | None = None) -> Entry:
+        """Charge `amount` out of a hold (never more than it has left), split like `spend`."""
         _positive(amount)
-        hold = await self._hold(hold_key)
-        left = await self.hold_remaining(hold_key)
-        if amount > left:
-            existing = await self._entries.find_one({"_id": key, "state": "applied"})
-            if existing is not None:
-                return Entry.from_doc(existing, replayed=True)
-            raise InsufficientCredits(f"hold has {left} credits left")
-        op = Op(hold["user"], key, -amount, -amount, kind, hold.get("ref"), "held", {"hold": hold_key})
-        return await self.submit(op)
+        user = await self._hold_owner(hold_key)
+        legs: tuple[Leg, ...] = (Leg(accounts.wallet(user), 0, held=-amount, checked=True),
+                Leg(accounts.hold(hold_key), -amount, checked=True))
+        split = (Split(payee, amount, share_pct),) if payee else ()
+        if not payee:
+            legs += (Leg(accounts.PLATFORM_REVENUE, amount),)
+        return await self.submit(Transfer(key, kind, legs, ref, user, split, {"hold": hold_key}))
 
     async def release(self, hold_key: str, key: str | None = None) -> Entry | None:
         """Return whatever is left of a hold to the available balance. None if nothing was left."""
-        hold = await self._hold(hold_key)
+        user = await self._hold_owner(hold_key)
         left = await self.hold_remaining(hold_key)
         if left <= 0:
             return None
-        op = Op(hold["user"], key or f"{hold_key}:release", 0, -left, "release", hold.get("ref"), "held",
-                {"hold": hold_key})
-        return await self.submit(op)
+        return await self.submit(Transfer(key or f"{hold_key}:release", "release", (
+            Leg(accounts.wallet(user), left, held=-left, checked=True),
+            Leg(accounts.hold(hold_key), -left, checked=True)), None, user, meta={"hold": hold_key}))
 
     async def hold_remaining(self, hold_key: str) -> int:
-        total = 0
-        async for doc in self._entries.find({"meta.hold": hold_key, "state": "applied"}, {"held_delta": 1}):
-            total += int(doc.get("held_delta", 0))
-        return total
+        doc = await self._accounts.find_one({"_id": accounts.hold(hold_key)}, {"balance": 1})
+        return int(doc["balance"]) if doc else 0
 
-    async def _hold(self, hold_key: str) -> Doc:
-        hold = await self._entries.find_one({"_id": hold_key, "kind": "hold", "state": "applied"})
-        if hold is None:
+    async def _hold_owner(self, hold_key: str) -> str:
+        entry = await self.get_entry(hold_key)
+        if entry is None or entry.kind != "hold":
             raise NotFound("no such hold")
-        return hold
+        return entry.user
 
-    async def submit(self, op: Op) -> Entry:
-        if not op.key or len(op.key) > 200:
-            raise InvalidPayload("idempotency key must be 1..200 characters")
-        future: asyncio.Future[Entry] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(op, future))
-        self._wake.set()
-        if self._runner is None:  # not started (tools, scripts): commit inline
-            await self._commit_once()
-        return await future
-
+    # -- reading ----------------------------------------------------------------------------------
     async def wallet(self, user: str) -> Wallet:
         """The user's wallet, opening it (with the signup bonus, once) on first use."""
-        await self.ensure_wallets([user])
-        doc = await self._wallets.find_one({"_id": user}, {"balance": 1, "held": 1})
-        assert doc is not None
-        return Wallet(user, int(doc["balance"]), int(doc["held"]))
+        doc = await self._accounts.find_one({"_id": accounts.wallet(user)})
+        if doc is None and self._signup_bonus > 0:
+            await self.submit(self._signup(user))
+            doc = await self._accounts.find_one({"_id": accounts.wallet(user)})
+        if doc is None:
+            return Wallet(user, 0, 0)
+        state = _State(int(doc["v"]), int(doc["balance"]), int(doc.get("held", 0)), int(doc.get("gross", 0)))
+        self._cache[accounts.wallet(user)] = state
+        return Wallet(user, state.balance, state.held)
+
+    def cached_balance(self, user: str) -> int | None:
+        """This node's last known total balance of a wallet (no store access; may lag other nodes)."""
+        state = self._cache.get(accounts.wallet(user))
+        return None if state is None else state.balance + state.held
+
+    async def balance(self, account: str) -> int:
+        """An account's balance (the sum of its shards for a sharded account)."""
+        docs = self._accounts.find({"_id": {"$in": accounts.shards(account)}}, {"balance": 1})
+        return sum([int(d["balance"]) async for d in docs])
+
+    async def balances(self, names: Iterable[str]) -> dict[str, int]:
+        wanted = list(set(names))
+        ids = [s for a in wanted for s in accounts.shards(a)]
+        out = dict.fromkeys(wanted, 0)
+        async for d in self._accounts.find({"_id": {"$in": ids}}, {"balance": 1}):
+            name = accounts.logical(d["_id"])
+            if name in out:
+                out[name] += int(d["balance"])
+        return out
+
+    async def shard_balances(self, account: str) -> dict[str, int]:
+        return {d["_id"]: int(d["balance"])
+                async for d in self._accounts.find({"_id": {"$in": accounts.shards(account)}}, {"balance": 1})}
 
     async def entries(self, user: str, *, before: str | None = None, limit: int = 50) -> tuple[list[Entry], str | None]:
-        """Applied entries, newest first; the cursor is the `seq` of the last entry returned."""
-        query: Doc = {"user": user, "state": "applied"}
+        """A wallet's entries, newest first (see `account_entries`)."""
+        return await self.account_entries(accounts.wallet(user), before=before, limit=limit)
+
+    async def account_entries(self, account: str, *, before: str | None = None,
+                              limit: int = 50) -> tuple[list[Entry], str | None]:
+        """Entries that moved a listed account, newest first; the cursor is the last entry's `t`."""
+        query: Doc = {"u": account}
         if before is not None:
             try:
-                query["seq"] = {"$lt": float(before)}
+                query["t"] = {"$lt": float(before)}
             except ValueError:
                 raise InvalidPayload("bad cursor") from None
-        docs = await self._entries.find(query).sort("seq", -1).limit(limit + 1).to_list()
+        docs = await self._entries.find(query).sort("t", -1).limit(limit + 1).to_list()
         more = len(docs) > limit
         docs = docs[:limit]
-        cursor = repr(docs[-1]["seq"]) if more and docs else None
+        cursor = repr(docs[-1]["t"]) if more and docs else None
         return [Entry.from_doc(d) for d in docs], cursor
 
     async def get_entry(self, key: str) -> Entry | None:
-        doc = await self._entries.find_one({"_id": key, "state": "applied"})
+        doc = await self._entries.find_one({"_id": key})
         return Entry.from_doc(doc) if doc else None
 
-    # -- wallet creation --------------------------------------------------------------------------
-    async def ensure_wallets(self, users: Iterable[str]) -> None:
-        missing = [u for u in set(users) if u not in self._known_wallets]
-        if not missing:
-            return
-        found = {d["_id"] async for d in self._wallets.find({"_id": {"$in": missing}}, {"_id": 1})}
-        for user in missing:
-            if user not in found:
-                await self._open_wallet(user)
-            self._known_wallets.add(user)
+    async def get_entries(self, keys: Iterable[str]) -> dict[str, Entry]:
+        wanted = list(set(keys))
+        if not wanted:
+            return {}
+        return {d["_id"]: Entry.from_doc(d) async for d in self._entries.find({"_id": {"$in": wanted}})}
 
-    async def _open_wallet(self, user: str) -> None:
-        now = _now()
+    def _signup(self, user: str) -> Transfer:
         bonus = self._signup_bonus
-        key = f"signup:{user}"
-        # Same protocol as every change: the entry exists (pending) before the wallet does.
-        if bonus > 0:
-            with contextlib.suppress(Exception):
-                await self._entries.insert_one(_entry_doc(Op(user, key, bonus, 0, "signup_bonus", None, "none"), now))
-        applied = [[key, bonus, 0]] if bonus > 0 else []
-        with contextlib.suppress(Exception):  # lost a creation race: the other one won, fine
-            await self._wallets.insert_one(
-                {"_id": user, "balance": bonus, "held": 0, "available": bonus, "applied": applied,
-                 "created_at": now, "updated_at": now}
-            )
-        if bonus > 0:
-            await self.recover(keys=[key])
+        return Transfer(f"signup:{user}", "signup_bonus",
+                        (Leg(accounts.wallet(user), bonus), Leg(accounts.PLATFORM_PROMOTIONS, -bonus)), None, user)
 
-    # -- group commit -----------------------------------------------------------------------------
-    async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._queue:
-                try:
-                    await self._commit_once()
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("ledger_batch_failed")
-                    await asyncio.sleep(0.05)
-
-    async def _commit_once(self) -> None:
-        batch: list[_Pending] = []
-        rest: list[_Pending] = []
-        per_wallet: dict[str, int] = {}
-        for item in self._queue:
-            n = per_wallet.get(item.op.user, 0)
-            if len(batch) < MAX_BATCH and n < MAX_PER_WALLET:
-                batch.append(item)
-                per_wallet[item.op.user] = n + 1
-            else:
-                rest.append(item)
-        self._queue = rest
-        if not batch:
-            return
-        try:
-            await self._commit(batch)
-        except Exception as exc:
-            for item in batch:
-                if not item.future.done():
-                    item.future.set_exception(exc)
-            raise
-
-    async def _commit(self, batch: list[_Pending]) -> None:
-        self.batches += 1
-        self.batched_ops += len(batch)
-        # Same key twice in one batch: the later one waits for the first one's result.
-        firsts: dict[str, _Pending] = {}
-        followers: list[tuple[_Pending, _Pending]] = []
-        for item in batch:
-            if item.op.key in firsts:
-                followers.append((item, firsts[item.op.key]))
-            else:
-                firsts[item.op.key] = item
-        items = list(firsts.values())
-        now = _now()
-        await self.ensure_wallets(i.op.user for i in items)
-
-        # 1. pending entries; duplicates are replays of an earlier operation.
-        fresh, dupes = await self._insert_pending(items, now)
-        if dupes:
-            await self._answer_replays(dupes)
-        applied: list[Entry] = []
-        if fresh:
-            # 2. conditional wallet updates.
-            ops = [
-                UpdateOne(
-                    _wallet_filter(i.op),
-                    {
-                        "$inc": {
-                            "balance": i.op.delta,
-                            "held": i.op.held_delta,
-                            "available": i.op.delta - i.op.held_delta,
-                        },
-                        "$push": {"applied": {"$each": [[i.op.key, i.op.delta, i.op.held_delta]],
-                                              "$slice": -APPLIED_WINDOW}},
-                        "$set": {"updated_at": now},
-                    },
-                )
-                for i in fresh
-            ]
-            await self._wallets.bulk_write(ops, ordered=False)
-            # 3. read back: the wallet document says what happened.
-            users = list({i.op.user for i in fresh})
-            wallets = {d["_id"]: d async for d in self._wallets.find(
-                {"_id": {"$in": users}}, {"balance": 1, "held": 1, "applied": 1})}
-            finals: list[UpdateOne] = []
-            refused: list[str] = []
-            for item in fresh:
-                after = _after(wallets.get(item.op.user), item.op.key)
-                if after is None:
-                    refused.append(item.op.key)
-                    continue
-                seq = time.time() + len(finals) * 1e-6
-                finals.append(UpdateOne({"_id": item.op.key}, {"$set": {
-                    "state": "applied", "balance_after": after[0], "held_after": after[1], "seq": seq}}))
-                applied.append(Entry(item.op.key, item.op.user, item.op.delta, item.op.held_delta, after[0],
-                                     after[1], item.op.kind, item.op.ref, now))
-            # 4. settle the entries.
-            if finals:
-                await self._entries.bulk_write(finals, ordered=False)
-            if refused:
-                await self._entries.delete_many({"_id": {"$in": refused}, "state": "pending"})
-            by_key = {e.key: e for e in applied}
-            for item in fresh:
-                entry = by_key.get(item.op.key)
-                if entry is not None:
-                    _resolve(item.future, entry)
-                elif not item.future.done():
-                    item.future.set_exception(_refusal(item.op, wallets.get(item.op.user)))
+    # -- one batch --------------------------------------------------------------------------------
+    async def _commit(self, batch: list[Pending[Transfer, Entry]]) -> None:
+        firsts, followers = dedupe(batch, lambda t: t.key)
         for follower, first in followers:
-            self._chain(follower, first)
-        if applied and self._on_change is not None:
+            chain(follower, first, Entry.with_replayed)
+        live = await self._answer_replays(firsts, batch_id=None)
+        committed: list[Entry] = []
+        attempt = 0
+        while live:
+            attempt += 1
+            batch_id = secrets.token_hex(8)
             try:
-                await self._on_change(applied)
-            except Exception:
-                log.exception("ledger_listener_failed")
+                committed = await self._attempt(live, batch_id)
+                break
+            except (_Stale, DuplicateKeyError, BulkWriteError, OperationFailure, ConnectionFailure) as exc:
+                self.conflicts += 1
+                if isinstance(exc, OperationFailure) and not _retryable(exc):
+                    raise
+                self._forget(live)
+                if attempt >= MAX_ATTEMPTS:
+                    for p in live:
+                        p.fail(OperationInFlight("the ledger is busy with the same accounts; retry"))
+                    return
+                await asyncio.sleep(random.uniform(0.0, 0.005 * 2 ** min(attempt, 6)))
+                # A duplicate key is a transfer committed meanwhile (elsewhere, or by this attempt if
+                # its commit outcome was lost): answer those, plan the rest again.
+                live = await self._answer_replays(live, batch_id=batch_id)
+        if committed:
+            for listener in self._listeners:
+                try:
+                    await listener(committed)
+                except Exception:
+                    log.exception("ledger_listener_failed")
 
-    def _chain(self, follower: _Pending, first: _Pending) -> None:
-        def copy(done: asyncio.Future[Entry]) -> None:
-            if follower.future.done():
-                return
-            if done.exception() is not None:
-                follower.future.set_exception(done.exception())  # type: ignore[arg-type]
+    async def _answer_replays(self, items: list[Pending[Transfer, Entry]],
+                              batch_id: str | None) -> list[Pending[Transfer, Entry]]:
+        """Answer items whose key is already in the ledger; return the rest."""
+        found = {d["_id"]: d async for d in self._entries.find({"_id": {"$in": [p.item.key for p in items]}})}
+        if not found:
+            return items
+        rest: list[Pending[Transfer, Entry]] = []
+        for p in items:
+            doc = found.get(p.item.key)
+            if doc is None:
+                rest.append(p)
+                continue
+            entry = Entry.from_doc(doc, replayed=doc.get("b") != batch_id or batch_id is None)
+            if p.item.strict and not _same_operation(p.item, entry):
+                p.fail(OperationInFlight("idempotency key reused for a different operation"))
             else:
-                follower.future.set_result(_replayed(done.result()))
+                p.resolve(entry)
+        return rest
 
-        first.future.add_done_callback(copy)
-
-    async def _insert_pending(self, items: list[_Pending], now: dt.datetime) -> tuple[list[_Pending], list[_Pending]]:
-        try:
-            await self._entries.insert_many([_entry_doc(i.op, now) for i in items], ordered=False)
-            return items, []
-        except BulkWriteError as exc:
-            dup_indexes = {e["index"] for e in exc.details.get("writeErrors", []) if e.get("code") == 11000}
-            other = [e for e in exc.details.get("writeErrors", []) if e.get("code") != 11000]
-            if other:
-                raise
-            fresh = [i for n, i in enumerate(items) if n not in dup_indexes]
-            dupes = [i for n, i in enumerate(items) if n in dup_indexes]
-            return fresh, dupes
-
-    async def _answer_replays(self, dupes: list[_Pending]) -> None:
-        keys = [d.op.key for d in dupes]
-        docs = {d["_id"]: d async for d in self._entries.find({"_id": {"$in": keys}})}
-        retry: list[_Pending] = []
-        for item in dupes:
-            doc = docs.get(item.op.key)
-            if doc is not None and doc.get("state") == "applied":
-                if doc["user"] != item.op.user or doc["delta"] != item.op.delta:
-                    item.future.set_exception(OperationInFlight("idempotency key reused for a different operation"))
-                else:
-                    _resolve(item.future, Entry.from_doc(doc, replayed=True))
-            else:
-                retry.append(item)
-        if not retry:
-            return
-        # Pending elsewhere (another request in flight, or left by a crash): settle what the wallet
-        # already decided, then try again a few times before answering `conflict`.
-        await self.recover(keys=[i.op.key for i in retry], min_age_s=RECOVER_AFTER_S)
-        for item in retry:
-            item.attempts += 1
-            if item.attempts > 20:
-                item.future.set_exception(OperationInFlight())
-            else:
-                asyncio.get_running_loop().call_later(0.05 * item.attempts, self._requeue, item)
-
-    def _requeue(self, item: _Pending) -> None:
-        self._queue.append(item)
-        self._wake.set()
-
-    # -- crash recovery and proof -----------------------------------------------------------------
-    async def _recover_loop(self, every_s: float) -> None:
-        while True:
-            await asyncio.sleep(every_s)
-            try:
-                await self.recover(min_age_s=RECOVER_AFTER_S)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("ledger_recover_failed")
-
-    async def recover(self, *, keys: Sequence[str] | None = None, min_age_s: float = RECOVER_AFTER_S) -> int:
-        """Settle pending entries: applied iff the wallet recorded the key. Returns how many were settled.
-
-        With `keys`, only those (entries younger than `min_age_s` included when they are already in
-        the wallet's list — they were applied; a young entry not yet applied is left alone, it may be
-        in flight on another node).
-        """
-        query: Doc = {"state": "pending"}
-        cutoff = _now() - dt.timedelta(seconds=min_age_s)
-        if keys is not None:
-            query["_id"] = {"$in": list(keys)}
-        else:
-            query["created_at"] = {"$lt": cutoff}
-        pending = await self._entries.find(query).to_list()
-        if not pending:
-            return 0
-        users = list({p["user"] for p in pending})
-        wallets = {d["_id"]: d async for d in self._wallets.find({"_id": {"$in": users}})}
-        settled = 0
-        for doc in pending:
-            after = _after(wallets.get(doc["user"]), doc["_id"])
-            if after is not None:
-                await self._entries.update_one(
-                    {"_id": doc["_id"], "state": "pending"},
-                    {"$set": {"state": "applied", "balance_after": after[0], "held_after": after[1],
-                              "seq": doc["created_at"].timestamp()}},
-                )
-                settled += 1
-            elif doc["created_at"] < cutoff:
-                await self._entries.delete_one({"_id": doc["_id"], "state": "pending"})
-                settled += 1
-        if settled:
-            log.info("ledger_recovered", settled=settled)
-        return settled
-
-    async def reconcile(self, *, settle: bool = True) -> ReconcileReport:
-        """Prove balance == Σ delta and held == Σ held_delta for every wallet; report any that differ."""
-        resolved = await self.recover(min_age_s=0.0) if settle else 0
-        sums: dict[str, tuple[int, int, int]] = {}
-        pipeline: list[Doc] = [
-            {"$match": {"state": "applied"}},
-            {"$group": {"_id": "$user", "delta": {"$sum": "$delta"}, "held": {"$sum": "$held_delta"},
-                        "n": {"$sum": 1}}},
+    async def _attempt(self, live: list[Pending[Transfer, Entry]], batch_id: str) -> list[Entry]:
+        transfers = [p.item for p in live]
+        states = await self._load(transfers)
+        plan = _Plan(states, self._signup_bonus, self._signup, self._tick)
+        outcomes = [plan.apply(t) for t in transfers]
+        if not plan.docs:  # everything refused
+            for p, outcome in zip(live, outcomes, strict=True):
+                assert isinstance(outcome, Exception)
+                p.fail(outcome)
+            return []
+        now = _now()
+        for doc in plan.docs:
+            doc["b"] = batch_id
+            doc["at"] = now
+        writes = [
+            UpdateOne({"_id": acc, "v": plan.start[acc]},
+                      {"$set": {"v": s.v, "balance": s.balance, "held": s.held, "gross": s.gross, "at": now}},
+                      upsert=plan.start[acc] == 0)
+            for acc, s in plan.states.items() if s.v != plan.start[acc]
         ]
-        async for row in await self._entries.aggregate(pipeline):
-            sums[row["_id"]] = (int(row["delta"]), int(row["held"]), int(row["n"]))
-        report = ReconcileReport(wallets=0, entries=sum(v[2] for v in sums.values()), pending_resolved=resolved)
+        attach: dict[str, list[Doc]] = {}
+        for t, outcome in zip(transfers, outcomes, strict=True):
+            if isinstance(outcome, Entry):
+                for coll, doc in t.attach:
+                    attach.setdefault(coll, []).append(doc)
+        async with self._db.client.start_session() as session:
+            await self._writers.register(session)
+            async with await session.start_transaction():
+                await self._entries.insert_many(plan.docs, ordered=True, session=session)
+                for coll, docs in attach.items():
+                    await self._db[coll].insert_many(docs, ordered=True, session=session)
+                if writes:
+                    result = await self._accounts.bulk_write(writes, ordered=True, session=session)
+                    if result.matched_count + result.upserted_count != len(writes):
+                        raise _Stale()
+        for acc, s in plan.states.items():
+            self._cache[acc] = s
+        if len(self._cache) > _CACHE_MAX:
+            self._cache.clear()
+        committed: list[Entry] = []
+        for p, outcome in zip(live, outcomes, strict=True):
+            if isinstance(outcome, Entry):
+                entry = Entry(outcome.key, outcome.kind, outcome.ref, outcome.postings, now, outcome.meta)
+                committed.append(entry)
+                p.resolve(entry)
+            else:
+                p.fail(outcome)
+        return plan.extra_entries(now) + committed
+
+    def _tick(self) -> float:
+        t = max(time.time(), self._last_t + 1e-6)
+        self._last_t = t
+        return t
+
+    async def _load(self, transfers: Sequence[Transfer]) -> dict[str, _State | None]:
+        ids = {acc for t in transfers for acc in _touched(t)}
+        states: dict[str, _State | None] = {}
+        missing = []
+        for acc in ids:
+            hit = self._cache.get(acc)
+            if hit is None:
+                missing.append(acc)
+                states[acc] = None
+            else:
+                states[acc] = hit.copy()
+        if missing:
+            async for d in self._accounts.find({"_id": {"$in": missing}}):
+                states[d["_id"]] = _State(int(d["v"]), int(d["balance"]), int(d.get("held", 0)),
+                                          int(d.get("gross", 0)))
+        return states
+
+    def _forget(self, live: Iterable[Pending[Transfer, Entry]]) -> None:
+        for p in live:
+            for acc in _touched(p.item):
+                self._cache.pop(acc, None)
+
+    # -- proof ------------------------------------------------------------------------------------
+    async def reconcile(self) -> ReconcileReport:
+        """Prove Σ postings == balance (and held) for every account, Σ balances == 0, and every
+        transfer balanced. Reads entries, then accounts: exact when nothing writes meanwhile (see
+        `audit` for a live system)."""
+        sums: dict[str, list[int]] = {}
+        report = ReconcileReport(accounts=0, entries=0)
+        async for doc in self._entries.find({}, {"p": 1}):
+            report.entries += 1
+            total = 0
+            for acc, d, h, *_ in doc.get("p", ()):
+                s = sums.setdefault(acc, [0, 0])
+                s[0] += int(d)
+                s[1] += int(h)
+                total += int(d)
+            if total != 0:
+                report.unbalanced.append(str(doc["_id"]))
         seen: set[str] = set()
-        async for wallet in self._wallets.find({}, {"balance": 1, "held": 1}):
-            report.wallets += 1
-            user = wallet["_id"]
-            seen.add(user)
-            delta, held, _ = sums.get(user, (0, 0, 0))
-            if int(wallet["balance"]) != delta or int(wallet["held"]) != held:
-                report.discrepancies.append(Discrepancy(user, int(wallet["balance"]), delta, int(wallet["held"]), held))
-        for user, (delta, held, _) in sums.items():
-            if user not in seen:
-                report.discrepancies.append(Discrepancy(user, 0, delta, 0, held))
+        async for acc in self._accounts.find({}, {"balance": 1, "held": 1}):
+            report.accounts += 1
+            name = acc["_id"]
+            seen.add(name)
+            balance, held = int(acc["balance"]), int(acc.get("held", 0))
+            report.total += balance
+            family = _family(accounts.logical(name))
+            report.totals[family] = report.totals.get(family, 0) + balance
+            d, h = sums.get(name, [0, 0])
+            if balance != d or held != h:
+                report.discrepancies.append(Discrepancy(name, balance, d, held, h))
+        for name, (d, h) in sums.items():
+            if name not in seen and (d or h):
+                report.discrepancies.append(Discrepancy(name, 0, d, 0, h))
         return report
 
-    async def audit(self, *, passes: int = 3, pause_s: float = 0.5) -> ReconcileReport:
-        """`reconcile()` that is safe while other nodes are writing.
-
-        Settles only what is already decided — pending entries the wallet recorded (whatever their
-        age) and pending entries older than RECOVER_AFTER_S — never a young one that may still be in
-        flight. A batch can land between reading the entries and reading the wallets, so a wallet
-        that differs is only reported if it still differs after `passes` attempts.
-        """
-        resolved = 0
-        report = ReconcileReport(wallets=0, entries=0, pending_resolved=0)
-        for attempt in range(max(1, passes)):
-            if attempt:
-                await asyncio.sleep(pause_s)
-            resolved += await self.recover()
-            keys = [d["_id"] async for d in self._entries.find({"state": "pending"}, {"_id": 1})]
-            if keys:
-                resolved += await self.recover(keys=keys)
-            report = await self.reconcile(settle=False)
+    async def audit(self, *, passes: int = 5, pause_s: float = 0.3) -> ReconcileReport:
+        """`reconcile()` while other nodes write: a batch can commit between reading the entries and
+        reading the accounts, so a difference counts only if it persists over `passes` attempts."""
+        report = await self.reconcile()
+        for _ in range(max(0, passes - 1)):
             if report.ok:
                 break
-        report.pending_resolved = resolved
+            await asyncio.sleep(pause_s)
+            report = await self.reconcile()
         return report
+
+
+class _Plan:
+    """A batch applied in memory: postings, refusals, and each account's state after the batch."""
+
+    def __init__(self, states: dict[str, _State | None], bonus: int, signup: Callable[[str], Transfer],
+                 tick: Callable[[], float]) -> None:
+        self.start: dict[str, int] = {a: (s.v if s else 0) for a, s in states.items()}
+        self.states: dict[str, _State] = {a: (s or _State(0, 0, 0, 0)) for a, s in states.items()}
+        self._exists = {a for a, s in states.items() if s is not None and s.v > 0}
+        self._bonus = bonus
+        self._signup = signup
+        self._tick = tick
+        self.docs: list[Doc] = []
+        self._extra: list[Entry] = []
+
+    def _state(self, acc: str) -> _State:
+        state = self.states.get(acc)
+        if state is None:
+            state = self.states[acc] = _State(0, 0, 0, 0)
+            self.start[acc] = 0
+        return state
+
+    def apply(self, t: Transfer) -> Entry | Exception:
+        # A wallet seen for the first time opens with the signup bonus, as its own transfer first.
+        if self._bonus > 0 and not t.key.startswith("signup:"):
+            for leg in t.legs:
+                if leg.account.startswith("wallet:") and leg.account not in self._exists:
+                    self._exists.add(leg.account)
+                    opened = self.apply(self._signup(leg.account[len("wallet:"):]))
+                    if isinstance(opened, Entry):
+                        self._extra.append(opened)
+        moves: list[tuple[str, int, int, bool]] = [
+            (accounts.shard_of(leg.account, t.payer), leg.delta, leg.held, leg.checked) for leg in t.legs]
+        gross: list[tuple[str, int]] = []
+        for s in t.splits:
+            payee = accounts.shard_of(s.payee, t.payer)
+            part = accounts.share(self._state(payee).gross, s.amount, s.pct)
+            gross.append((payee, s.amount))
+            moves.append((payee, part, 0, False))
+            moves.append((accounts.shard_of(accounts.PLATFORM_REVENUE, t.payer), s.amount - part, 0, False))
+        if sum(d for _, d, _, _ in moves) != 0:
+            return InvalidPayload("transfer does not balance")
+        # Check every checked leg against the state before anything moves.
+        trial: dict[str, tuple[int, int]] = {}
+        for acc, d, h, checked in moves:
+            b0, h0 = trial.get(acc, (self._state(acc).balance, self._state(acc).held))
+            trial[acc] = (b0 + d, h0 + h)
+            if not checked:
+                continue
+            if (h < 0 and h0 + h < 0) or (d < 0 and b0 + d < 0 and acc.startswith("hold:")):
+                return InsufficientCredits("not enough credits on hold")
+            if d < 0 and b0 + d < 0:
+                return InsufficientCredits(f"needs {-d} credits, {b0} available")
+        postings: list[Posting] = []
+        for acc, d, h, _ in moves:
+            state = self._state(acc)
+            state.v = self.start[acc] + 1  # one version step per account per batch
+            state.balance += d
+            state.held += h
+            self._exists.add(acc)
+            if d or h or acc.startswith("wallet:"):
+                postings.append(Posting(acc, d, h, state.balance, state.held))
+        for payee, amount in gross:
+            self._state(payee).gross += amount
+        doc: Doc = {"_id": t.key, "k": t.kind, "ref": t.ref, "t": self._tick(),
+                    "p": [[p.doc_id, p.delta, p.held, p.balance_after, p.held_after] for p in postings],
+                    "u": sorted({p.account for p in postings if accounts.is_listed(p.account)})}
+        if t.meta:
+            doc["meta"] = t.meta
+        self.docs.append(doc)
+        return Entry(t.key, t.kind, t.ref, tuple(postings), _now(), t.meta)
+
+    def extra_entries(self, now: dt.datetime) -> list[Entry]:
+        return [Entry(e.key, e.kind, e.ref, e.postings, now, e.meta) for e in self._extra]
+
+
+def _spend_transfer(user: str, amount: int, key: str, kind: str, ref: str | None, meta: Doc | None,
+                    payee: str | None, share_pct: int, attach: tuple[tuple[str, Doc], ...], strict: bool) -> Transfer:
+    legs: tuple[Leg, ...] = (Leg(accounts.wallet(user), -amount, checked=True),)
+    splits: tuple[Split, ...] = ()
+    if payee:
+        splits = (Split(payee, amount, share_pct),)
+    else:
+        legs += (Leg(accounts.PLATFORM_REVENUE, amount),)
+    return Transfer(key, kind, legs, ref, user, splits, meta, attach, strict)
+
+
+def _touched(t: Transfer) -> set[str]:
+    """Every account document a transfer may write (the signup bonus's source included)."""
+    ids = {accounts.shard_of(leg.account, t.payer) for leg in t.legs}
+    for s in t.splits:
+        ids.add(accounts.shard_of(s.payee, t.payer))
+        ids.add(accounts.shard_of(accounts.PLATFORM_REVENUE, t.payer))
+    for leg in t.legs:
+        if leg.account.startswith("wallet:"):
+            ids.add(accounts.shard_of(accounts.PLATFORM_PROMOTIONS, leg.account[len("wallet:"):]))
+    return ids
+
+
+def _same_operation(t: Transfer, entry: Entry) -> bool:
+    if t.kind != entry.kind or not t.legs or not entry.postings:
+        return t.kind == entry.kind
+    first = t.legs[0]
+    return entry.primary.account == accounts.logical(accounts.shard_of(first.account, t.payer)) and \
+        entry.primary.delta == first.delta
+
+
+def _retryable(exc: OperationFailure) -> bool:
+    return exc.has_error_label("TransientTransactionError") or exc.code in (112, 11000, 251)
+
+
+def _family(account: str) -> str:
+    for prefix in ("wallet:", "earnings:", "payout:", "hold:", "platform:clearing:"):
+        if account.startswith(prefix):
+            return prefix.rstrip(":")
+    return account
 
 
 def _positive(amount: int) -> None:
@@ -596,54 +726,6 @@ def _positive(amount: int) -> None:
         raise InvalidPayload("amount must be a positive integer")
 
 
-def _entry_doc(op: Op, now: dt.datetime) -> Doc:
-    doc: Doc = {"_id": op.key, "user": op.user, "delta": op.delta, "held_delta": op.held_delta,
-                "kind": op.kind, "ref": op.ref, "state": "pending", "created_at": now}
-    if op.meta:
-        doc["meta"] = op.meta
-    return doc
-
-
-def _wallet_filter(op: Op) -> Doc:
-    query: Doc = {"_id": op.user}
-    if op.condition == "available":
-        query["available"] = {"$gte": op.need}
-    elif op.condition == "held":
-        query["held"] = {"$gte": op.need}
-    return query
-
-
-def _after(wallet: Doc | None, key: str) -> tuple[int, int] | None:
-    """(balance, held) right after `key` was applied, walking back from the wallet's current figures."""
-    if wallet is None:
-        return None
-    balance, held = int(wallet["balance"]), int(wallet["held"])
-    for k, delta, held_delta in reversed(wallet.get("applied", [])):
-        if k == key:
-            return balance, held
-        balance -= int(delta)
-        held -= int(held_delta)
-    return None
-
-
-def _refusal(op: Op, wallet: Doc | None) -> Exception:
-    if op.condition == "held":
-        return InsufficientCredits("not enough credits on hold")
-    available = int(wallet.get("available", 0)) if wallet else 0
-    return InsufficientCredits(f"needs {op.need} credits, {available} available")
-
-
-def _resolve(future: asyncio.Future[Entry], entry: Entry) -> None:
-    if not future.done():
-        future.set_result(entry)
-
-
-def _replayed(entry: Entry) -> Entry:
-    return Entry(entry.key, entry.user, entry.delta, entry.held_delta, entry.balance_after, entry.held_after,
-                 entry.kind, entry.ref, entry.created_at, replayed=True)
-
-
 async def ensure_indexes(db: AsyncDatabase[Doc]) -> None:
-    await db["ledger"].create_index([("user", 1), ("seq", -1)])
-    await db["ledger"].create_index([("state", 1), ("created_at", 1)])
-    await db["ledger"].create_index("meta.hold", sparse=True)
+    # Listing a user's wallet/earnings/payout entries, newest first. Platform legs are not indexed.
+    await db["ledger"].create_index([("u", 1), ("t", -1)])

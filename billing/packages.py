@@ -29,6 +29,11 @@ _SYMBOLS = {"inr": "₹", "usd": "$", "eur": "€", "gbp": "£"}
 _MAX_PACKAGES = 50
 
 
+def minor_digits(currency: str) -> int:
+    """Decimal digits of the currency's minor unit: 2 (cents, paise), 0 for zero-decimal currencies."""
+    return 0 if currency.lower() in _ZERO_DECIMAL else 2
+
+
 @dataclass(frozen=True, slots=True)
 class Price:
     currency: str

@@ -39,6 +39,7 @@ import structlog
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from billing import accounts
 from billing.errors import OperationInFlight, PaymentMismatch
 from billing.ledger import Ledger
 from billing.packages import Catalogue
@@ -345,10 +346,13 @@ class Purchases:
                     continue
                 user, delta, key, kind = doc["user"], int(op["delta"]), str(op["key"]), str(op["kind"])
                 meta = {"purchase": doc["_id"], "provider": doc["provider"]}
+                # Credits come in from the provider's clearing account and leave back to it (refunds,
+                # disputes, their reversals), so clearing == -(net credits sold through that provider).
+                clearing = accounts.clearing(doc["provider"])
                 if delta > 0 and kind == "purchase":
-                    await self._ledger.credit(user, delta, key, kind, ref=doc["_id"], meta=meta)
+                    await self._ledger.credit(user, delta, key, kind, ref=doc["_id"], meta=meta, source=clearing)
                 else:
-                    await self._ledger.adjust(user, delta, key, kind, ref=doc["_id"], meta=meta)
+                    await self._ledger.adjust(user, delta, key, kind, ref=doc["_id"], meta=meta, counter=clearing)
                 done.append(op["key"])
         finally:
             if done:

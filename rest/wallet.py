@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from billing import accounts
 from billing.ledger import Ledger
 from config.errors import InvalidPayload
 from rest.auth import authenticate
@@ -25,8 +26,9 @@ def wallet_routes(core: Core, ledger: Ledger) -> list[web.RouteDef]:
         if before is not None and len(before) > 40:
             raise InvalidPayload("bad cursor")
         await ledger.wallet(identity.user_id)  # opens the wallet (signup bonus) on first sight
-        found, cursor = await ledger.entries(identity.user_id, before=before, limit=limit)
-        return web.json_response({"entries": [e.public() for e in found], "next": cursor})
+        account = accounts.wallet(identity.user_id)
+        found, cursor = await ledger.account_entries(account, before=before, limit=limit)
+        return web.json_response({"entries": [e.view(account) for e in found], "next": cursor})
 
     return [web.get("/api/wallet", wallet), web.get("/api/wallet/ledger", entries)]
 

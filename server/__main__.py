@@ -1,5 +1,5 @@
 """`python -m server [run]` starts a node; `python -m server token ...` mints a dev token;
-`python -m server reconcile` proves balance == Σ ledger entries for every wallet."""
+`python -m server reconcile` proves the books balance: every account == Σ its postings, Σ == 0."""
 
 from __future__ import annotations
 
@@ -96,7 +96,8 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
-    """Exit 0 when every wallet equals the sum of its ledger entries, 1 when one differs, 2 on errors."""
+    """Exit 0 when the books balance (every account == Σ its postings, Σ accounts == 0, every transfer
+    balanced), 1 when they do not, 2 on errors."""
     from billing.ledger import Ledger
     from server.store import EmbeddedStore, make_client, redact, wait_until_reachable
 
@@ -125,15 +126,19 @@ def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
             if embedded is not None:
                 embedded.stop()
         if args.json:
-            print(json.dumps({"ok": report.ok, "wallets": report.wallets, "entries": report.entries,
-                              "pending_resolved": report.pending_resolved,
+            print(json.dumps({"ok": report.ok, "accounts": report.accounts, "entries": report.entries,
+                              "total": report.total, "totals": report.totals, "unbalanced": report.unbalanced,
                               "discrepancies": [vars(d) for d in report.discrepancies]}))
         else:
-            print(f"wallets: {report.wallets}  entries: {report.entries}  "
-                  f"pending settled: {report.pending_resolved}  discrepancies: {len(report.discrepancies)}")
+            print(f"accounts: {report.accounts}  entries: {report.entries}  total: {report.total}  "
+                  f"unbalanced transfers: {len(report.unbalanced)}  discrepancies: {len(report.discrepancies)}")
+            for family, balance in sorted(report.totals.items()):
+                print(f"  {family}: {balance}")
             for d in report.discrepancies:
-                print(f"  {d.user}: balance {d.balance} vs ledger {d.ledger_sum}; held {d.held} vs ledger "
+                print(f"  {d.account}: balance {d.balance} vs ledger {d.ledger_sum}; held {d.held} vs ledger "
                       f"{d.ledger_held_sum}")
+            for key in report.unbalanced[:20]:
+                print(f"  unbalanced transfer: {key}")
         return 0 if report.ok else 1
 
     return asyncio.run(run())
@@ -161,9 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     token.add_argument("--name")
     token.add_argument("--role", action="append", help="repeatable; default 'user'")
     token.add_argument("--ttl", type=int, default=24 * 3600, help="seconds (default 86400)")
-    reconcile = sub.add_parser("reconcile", help="check balance == sum of ledger entries for every wallet")
+    reconcile = sub.add_parser("reconcile", help="check every account == sum of its postings and the sum is zero")
     reconcile.add_argument("--offline", action="store_true",
-                           help="no node is running: settle every pending entry, whatever its age")
+                           help="no node is writing: one exact pass instead of repeated live passes")
     reconcile.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
 

@@ -17,7 +17,8 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from billing.ledger import Ledger
 from billing.payments import Payments
 from billing.pricing import Pricing
-from billing.wallet_events import WalletEvents
+from billing.creators import CreatorPolicy, Creators
+from billing.wallet_events import EarningsEvents, WalletEvents
 from config.settings import Settings
 from rest.health import health_routes
 from rest.middleware import make_middleware
@@ -30,7 +31,7 @@ from server import indexes
 from server.access import AccessControl
 from server.auth import TokenVerifier
 from server.background import Background
-from server.blocks import BlockStore
+from server.blocks import BlockEvents, BlockStore, RedisBlockEvents
 from server.chat.wiring import ChatRuntime, build_chat
 from server.connections import ConnectionRegistry, LocalConnections, RedisConnections
 from server.core import Core
@@ -55,6 +56,7 @@ SIO = web.AppKey("sio", socketio.AsyncServer)
 MONGO = web.AppKey("mongo", AsyncMongoClient)
 LEDGER = web.AppKey("ledger", Ledger)
 PRICING = web.AppKey("pricing", Pricing)
+CREATORS = web.AppKey("creators", Creators)
 PAYMENTS = web.AppKey("payments", Payments)
 EMBEDDED = web.AppKey("embedded_store", EmbeddedStore)
 CHAT = web.AppKey("chat", ChatRuntime)
@@ -66,7 +68,8 @@ def create_app(settings: Settings) -> web.Application:
     embedded: EmbeddedStore | None = None
     if settings.mongo_url is None:
         embedded = EmbeddedStore(
-            str((settings.data_dir / "db").resolve()), log_path=settings.data_dir / "db.log"
+            str((settings.data_dir / "db").resolve()), log_path=settings.data_dir / "db.log",
+            oplog_max_entries=settings.embedded_oplog_max_entries,
         )
     mongo_url = settings.mongo_url or (embedded.url if embedded else "")
     mongo = make_client(mongo_url, metrics, timeout_s=min(5.0, settings.store_connect_timeout_s))
@@ -79,14 +82,17 @@ def create_app(settings: Settings) -> web.Application:
     manager: LocalManager
     connections: ConnectionRegistry
     limiter: RateLimiter
+    block_events: BlockEvents
     if redis is not None:
         manager = RoutedRedisManager(redis, settings.redis_prefix, settings.node_id)
         connections = RedisConnections(redis, settings.redis_prefix, settings.node_id)
         limiter = RedisRateLimiter(redis, settings.redis_prefix)
+        block_events = RedisBlockEvents(redis, settings.redis_prefix, settings.node_id)
     else:
         manager = LocalManager()
         connections = LocalConnections()
         limiter = LocalRateLimiter()
+        block_events = BlockEvents()
 
     sio = DualParserServer(
         async_mode="aiohttp",
@@ -110,17 +116,24 @@ def create_app(settings: Settings) -> web.Application:
         rate_limiter=limiter,
         notifier=Notifier(sio),
         background=Background(),
-        blocks=BlockStore(db),
+        blocks=BlockStore(db, events=block_events),
     )
 
     pricing = Pricing.from_env(settings.env())
-    ledger = Ledger(db, signup_bonus=pricing.signup_bonus, on_change=WalletEvents(core.notifier.account_event))
+    # Without Redis this node is the only writer (see billing/writers.py).
+    ledger = Ledger(db, signup_bonus=pricing.signup_bonus, exclusive=redis is None)
+    ledger.add_listener(WalletEvents(core.notifier.account_event))
+    ledger.add_listener(EarningsEvents(
+        core.notifier.account_event, ledger.balances,
+        lambda coro: core.background.spawn(coro, name="earnings-event")))  # type: ignore[arg-type]
+    creators = Creators(db, pricing, CreatorPolicy.from_env(settings.env()))
     payments = Payments.from_env(db, ledger, pricing.packages, settings.env(), production=settings.is_production)
 
-    chat = build_chat(core, ledger, pricing)
+    chat = build_chat(core, ledger, creators)
     sio.register_namespace(ChatNamespace("/chat", core, chat.service))
     presence = build_presence(settings, db, redis, SocketFanout(sio), metrics.registry)
     core.activity = presence.activity
+    block_events.subscribe(presence.block_changed)  # blocks made on any node apply to live subscriptions
     sio.register_namespace(PresenceNamespace("/presence", core, presence))
     sio.register_namespace(CallNamespace("/call", core))
 
@@ -130,6 +143,7 @@ def create_app(settings: Settings) -> web.Application:
     app[MONGO] = mongo
     app[LEDGER] = ledger
     app[PRICING] = pricing
+    app[CREATORS] = creators
     app[PAYMENTS] = payments
     app[CHAT] = chat
     if embedded is not None:
@@ -146,6 +160,7 @@ def create_app(settings: Settings) -> web.Application:
 
     app.cleanup_ctx.append(_store_ctx(embedded, mongo_url))
     app.cleanup_ctx.append(_redis_ctx(manager, connections))
+    app.cleanup_ctx.append(_service_ctx(block_events))
     app.cleanup_ctx.append(_service_ctx(ledger))
     app.cleanup_ctx.append(_service_ctx(payments))
     app.cleanup_ctx.append(chat.lifecycle())
@@ -223,7 +238,8 @@ class _Service(Protocol):
 def _service_ctx(service: _Service) -> Any:
     """Start a background service with the app and stop it on cleanup, in reverse order of start.
 
-    Order matters and is set by the order of registration: the ledger stops after payments (queued
+    Order matters and is set by the order of registration: block events start once Redis answers and
+    stop after every service that may block or listen (presence); the ledger stops after payments (queued
     webhook work finishes while the ledger still runs) and writes every queued credit movement before
     the store closes; presence stops after the socket drain (hands pending graces over, flushes
     last_seen).

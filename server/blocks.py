@@ -1,38 +1,177 @@
 """Who blocked whom. Shared by chat (no messages or typing), presence (blocker looks offline) and calls.
 
 One document per (blocker, blocked) pair; a small per-process cache keeps the hot path (every
-message send, every presence fan-out) free of a store round trip. The cache is invalidated on this
-node on change and expires after `ttl_s` elsewhere, so a block made on another node takes effect
-within that bound.
+message send, every presence fan-out) free of a store round trip.
+
+Every block or unblock that changes something is announced as a `BlockChange` through `BlockEvents`:
+in this process, and with Redis on the `<prefix>:blocks` channel so every node hears it. Listeners
+(BlockStore's own cache, presence) act on it at once; the cache also expires after `ttl_s`, which
+bounds staleness if a notification is lost (Redis down when it was published).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
+import json
+import secrets
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from pymongo.asynchronous.database import AsyncDatabase
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+
+log = structlog.get_logger(__name__)
 
 Doc = dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class BlockChange:
+    blocker: str
+    blocked: str
+    now_blocked: bool  # True: `blocker` just blocked `blocked`; False: just unblocked
+
+
+BlockListener = Callable[[BlockChange], Awaitable[None]]
+
+
+class BlockEvents:
+    """Announces block changes to listeners in this process (one node, no Redis)."""
+
+    def __init__(self) -> None:
+        self._listeners: list[BlockListener] = []
+
+    def subscribe(self, listener: BlockListener) -> None:
+        """`listener` hears every change, in order; its failures are logged, never raised to the writer."""
+        self._listeners.append(listener)
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def publish(self, change: BlockChange) -> None:
+        await self._deliver(change)
+
+    async def _deliver(self, change: BlockChange) -> None:
+        for listener in list(self._listeners):
+            try:
+                await listener(change)
+            except Exception:
+                log.exception("block_listener_failed", blocker=change.blocker, blocked=change.blocked)
+
+
+class RedisBlockEvents(BlockEvents):
+    """Announces block changes to every node: delivered here at once, and published on
+    `<prefix>:blocks` for the others (a node ignores its own publishes).
+
+    Pub/sub is fire-and-forget: a node that is not subscribed when a change is published (Redis
+    down, node starting) misses it; its BlockStore cache still expires after `ttl_s`, and presence
+    then applies the block to new subscriptions.
+    """
+
+    def __init__(self, redis: Redis, prefix: str, node_id: str) -> None:
+        super().__init__()
+        self._redis = redis
+        self.channel = f"{prefix}:blocks"
+        # Per process, so two nodes configured with the same PAIRLY_NODE_ID still hear each other.
+        self._origin = f"{node_id}.{secrets.token_hex(4)}"
+        self._pubsub: PubSub | None = None
+        self._listener: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._pubsub = self._redis.pubsub()
+        await self._pubsub.subscribe(self.channel)
+        # Wait for Redis to confirm: every change published once start() returns is heard here.
+        async with asyncio.timeout(10):
+            while True:
+                confirmation = await self._pubsub.get_message(timeout=1.0)
+                if confirmation is not None and confirmation.get("type") == "subscribe":
+                    break
+        self._listener = asyncio.create_task(self._listen(), name="block-events")
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+            self._pubsub = None
+
+    async def publish(self, change: BlockChange) -> None:
+        message = json.dumps({"h": self._origin, "blocker": change.blocker, "blocked": change.blocked,
+                              "on": change.now_blocked})
+        try:
+            await self._redis.publish(self.channel, message)
+        except Exception as exc:  # the change is stored; other nodes' caches expire on their own
+            log.warning("block_publish_failed", error=str(exc), blocker=change.blocker, blocked=change.blocked)
+        await self._deliver(change)
+
+    async def _listen(self) -> None:
+        assert self._pubsub is not None
+        while True:
+            try:
+                async for raw in self._pubsub.listen():
+                    if raw.get("type") == "message":
+                        await self._received(raw["data"])
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("block_events_listen_failed")
+            await asyncio.sleep(0.5)
+
+    async def _received(self, payload: bytes | str) -> None:
+        try:
+            message = json.loads(payload)
+            change = BlockChange(str(message["blocker"]), str(message["blocked"]), bool(message["on"]))
+        except (ValueError, KeyError, TypeError):
+            log.warning("block_event_malformed")
+            return
+        if message.get("h") != self._origin:
+            await self._deliver(change)
+
+
 class BlockStore:
-    def __init__(self, db: AsyncDatabase[Doc], ttl_s: float = 5.0) -> None:
+    def __init__(self, db: AsyncDatabase[Doc], *, events: BlockEvents | None = None, ttl_s: float = 5.0) -> None:
         self._coll = db["blocks"]
         self._ttl = ttl_s
         self._cache: dict[str, tuple[float, frozenset[str]]] = {}
+        self._changes = 0  # a read that overlapped a change does not fill the cache (it may predate it)
+        self.events = events or BlockEvents()
+        self.events.subscribe(self._changed)
 
     async def block(self, blocker: str, blocked: str) -> None:
-        await self._coll.update_one(
+        result = await self._coll.update_one(
             {"_id": f"{blocker}\x1f{blocked}"},
             {"$setOnInsert": {"blocker": blocker, "blocked": blocked, "at": dt.datetime.now(dt.UTC)}},
             upsert=True,
         )
-        self._cache.pop(blocker, None)
+        self._forget(blocker)
+        if result.upserted_id is not None:
+            await self.events.publish(BlockChange(blocker, blocked, True))
 
     async def unblock(self, blocker: str, blocked: str) -> None:
-        await self._coll.delete_one({"_id": f"{blocker}\x1f{blocked}"})
+        result = await self._coll.delete_one({"_id": f"{blocker}\x1f{blocked}"})
+        self._forget(blocker)
+        if result.deleted_count:
+            await self.events.publish(BlockChange(blocker, blocked, False))
+
+    async def _changed(self, change: BlockChange) -> None:
+        """A change on any node: forget the blocker's cached list here."""
+        self._forget(change.blocker)
+
+    def _forget(self, blocker: str) -> None:
+        self._changes += 1
         self._cache.pop(blocker, None)
 
     async def blocked_by(self, blocker: str) -> frozenset[str]:
@@ -41,10 +180,12 @@ class BlockStore:
         now = time.monotonic()
         if hit is not None and hit[0] > now:
             return hit[1]
+        changes = self._changes
         users = frozenset([d["blocked"] async for d in self._coll.find({"blocker": blocker}, {"blocked": 1})])
-        if len(self._cache) > 100_000:
-            self._cache.clear()
-        self._cache[blocker] = (now + self._ttl, users)
+        if changes == self._changes:
+            if len(self._cache) > 100_000:
+                self._cache.clear()
+            self._cache[blocker] = (now + self._ttl, users)
         return users
 
     async def either_blocked(self, a: str, b: str) -> bool:

@@ -2,6 +2,12 @@
 
 The embedded store is a real MongoDB-compatible server (`secantusd-py`, WiredTiger storage) run as a
 child process with its data under `PAIRLY_DATA_DIR/db`; the same PyMongo code talks to it.
+
+Two settings differ from the driver's and SecantusDB's defaults (figures in docs/architecture.md,
+"Embedded store settings"): its URL turns retryable writes off (SecantusDB keeps each retryable
+write's reply for 30 min, up to 10,000, and scans them on every retryable write; our writes are
+idempotent by key), and its oplog is capped at `PAIRLY_EMBEDDED_OPLOG_MAX_ENTRIES` (nothing of ours
+reads it). An external `MONGO_URL` keeps the driver's defaults.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import pymongo
 from pymongo import AsyncMongoClient, monitoring
 from pymongo.errors import PyMongoError
 
+from config.settings import EMBEDDED_OPLOG_MAX_ENTRIES
 from server.metrics import Metrics
 
 Doc = dict[str, Any]
@@ -63,15 +70,19 @@ def _secantusd() -> str:
 class EmbeddedStore:
     """A SecantusDB child process on a free loopback port. `storage=':memory:'` for throw-away data."""
 
-    def __init__(self, storage: str, port: int | None = None, log_path: Path | None = None) -> None:
+    def __init__(self, storage: str, port: int | None = None, log_path: Path | None = None, *,
+                 oplog_max_entries: int = EMBEDDED_OPLOG_MAX_ENTRIES) -> None:
         self.storage = storage
         self.port = port or free_port()
+        self.oplog_max_entries = oplog_max_entries
         self._log_path = log_path
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
+        """Carries `retryWrites=false`, so every client of this store (the app's, the reconcile CLI's,
+        the tests' and benchmarks', which pass it on as MONGO_URL) skips retryable writes."""
+        return f"mongodb://127.0.0.1:{self.port}/?directConnection=true&retryWrites=false"
 
     @property
     def _pidfile(self) -> Path | None:
@@ -101,7 +112,8 @@ class EmbeddedStore:
         out = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL  # noqa: SIM115
         self._proc = subprocess.Popen(
             [_secantusd(), "--host", "127.0.0.1", "--port", str(self.port),
-             "--storage-path", self.storage, "--log-level", "WARNING"],
+             "--storage-path", self.storage, "--log-level", "WARNING",
+             "--oplog-max-entries", str(self.oplog_max_entries)],
             stdout=out,
             stderr=out,
             # Own process group: Ctrl-C in a terminal reaches the server, which stops the store itself.

@@ -10,14 +10,21 @@ from __future__ import annotations
 import re
 
 from billing.packages import Catalogue
-from billing.providers.base import Checkout, PaymentProvider, PaymentRequest, WebhookEvent
-from billing.providers.dev import DevProvider
+from billing.providers.base import (
+    Checkout,
+    PaymentProvider,
+    PaymentRequest,
+    PayoutProvider,
+    TransferRequest,
+    WebhookEvent,
+)
+from billing.providers.dev import DevPayoutProvider, DevProvider
 from billing.providers.razorpay import RazorpayProvider
 from billing.providers.stripe import StripeProvider
 from config.settings import ConfigError, Env
 
-__all__ = ["Checkout", "DevProvider", "PaymentProvider", "PaymentRequest", "RazorpayProvider",
-           "StripeProvider", "WebhookEvent", "providers_from_env"]
+__all__ = ["Checkout", "DevPayoutProvider", "DevProvider", "PaymentProvider", "PaymentRequest", "PayoutProvider",
+           "RazorpayProvider", "StripeProvider", "TransferRequest", "WebhookEvent", "providers_from_env"]
 
 _CURRENCY_RE = re.compile(r"^[A-Za-z]{3}$")
 

@@ -65,3 +65,29 @@ def decode_body(body: bytes) -> str:
         return body.decode("utf-8")
     except UnicodeDecodeError:
         raise SignatureInvalid("body is not UTF-8") from None
+
+
+@dataclass(frozen=True, slots=True)
+class TransferRequest:
+    """Send `amount` (minor units of `currency`) to a creator for one approved payout."""
+
+    payout_id: str
+    user: str
+    credits: int
+    amount: int
+    currency: str
+    destination: str | None
+    """The creator's account at the provider (Stripe: a connected account `acct_...`); None for dev."""
+    retry: bool = False
+    """An earlier attempt failed: the provider may have created the transfer anyway (a timeout), so
+    look for it before creating one."""
+
+
+class PayoutProvider(Protocol):
+    name: str
+    needs_destination: bool
+    """True when creators must register an account at the provider before requesting a payout."""
+
+    async def send_transfer(self, request: TransferRequest) -> str:
+        """Move the money; returns the provider's transfer id. Idempotent per payout id."""
+        ...

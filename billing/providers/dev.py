@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from billing.providers.base import Checkout, PaymentRequest, WebhookEvent
+from billing.providers.base import Checkout, PaymentRequest, TransferRequest, WebhookEvent
 from config.errors import NotFound
 
 
@@ -28,3 +28,14 @@ class DevProvider:
 
     async def close(self) -> None:
         return None
+
+
+class DevPayoutProvider:
+    """Completes payouts locally, no money moves. Only when Stripe is not configured; refused in
+    production (it exists only where the dev payment provider does)."""
+
+    name = "dev"
+    needs_destination = False
+
+    async def send_transfer(self, request: TransferRequest) -> str:
+        return f"dev_tr_{request.payout_id}"

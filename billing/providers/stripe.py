@@ -1,5 +1,6 @@
 """Stripe through the official SDK: PaymentIntents created with the async client, webhooks verified
-with `stripe.WebhookSignature` on the raw body (5-minute tolerance).
+with `stripe.WebhookSignature` on the raw body (5-minute tolerance), and creator payouts as Connect
+transfers to the creator's connected account (`send_transfer`).
 
 The SDK's aiohttp client runs on our event loop (no thread, no blocking); `base_addresses["api"]`
 comes from PAIRLY_STRIPE_API_BASE so tests point it at a local server speaking Stripe's HTTP API.
@@ -16,7 +17,7 @@ import stripe
 import structlog
 
 from billing.errors import ProviderError, SignatureInvalid
-from billing.providers.base import Checkout, PaymentRequest, WebhookEvent, decode_body
+from billing.providers.base import Checkout, PaymentRequest, TransferRequest, WebhookEvent, decode_body
 
 log = structlog.get_logger(__name__)
 
@@ -27,6 +28,8 @@ WEBHOOK_TOLERANCE_S = 300
 class StripeProvider:
     name = "stripe"
     completes_immediately = False
+    needs_destination = True
+    """As a payout provider: creators need a connected account (`acct_...`)."""
 
     def __init__(
         self,
@@ -75,6 +78,49 @@ class StripeProvider:
         if self._publishable_key:
             client["publishable_key"] = self._publishable_key
         return Checkout(ref=intent.id, client=client)
+
+    async def send_transfer(self, request: TransferRequest) -> str:
+        """A Connect transfer from the platform balance to the creator's connected account.
+
+        Stripe's idempotency key `pairly-payout-<payout id>` makes a retried create return the same
+        transfer for 24 hours; a retry after a failure first looks the transfer up by its
+        `transfer_group` (= the payout id), so an ambiguous failure (a timeout after Stripe created
+        it) never pays twice, however late the retry.
+        """
+        if not request.destination:
+            raise ProviderError("stripe: the creator has no connected account")
+        op = "transfers.create"
+        try:
+            if request.retry:
+                op = "transfers.list"
+                found = await self._client.v1.transfers.list_async(
+                    params={"transfer_group": request.payout_id, "limit": 1})
+                for existing in found.data:
+                    if isinstance(existing.id, str):
+                        return existing.id
+                op = "transfers.create"
+            transfer = await self._client.v1.transfers.create_async(
+                params={
+                    "amount": request.amount,
+                    "currency": request.currency,
+                    "destination": request.destination,
+                    "transfer_group": request.payout_id,
+                    "description": f"Pairly creator payout {request.payout_id}: {request.credits} credits",
+                    "metadata": {"payout_id": request.payout_id, "user": request.user,
+                                 "credits": str(request.credits)},
+                },
+                options={"idempotency_key": f"pairly-payout-{request.payout_id}"},
+            )
+        except stripe.StripeError as exc:
+            message = str(exc.user_message or exc)
+            log.warning("stripe_error", op=op, payout=request.payout_id, error=type(exc).__name__,
+                        status=exc.http_status, code=exc.code, message=message)
+            raise ProviderError(f"stripe request failed ({type(exc).__name__}); try again",
+                                provider_error=type(exc).__name__, provider_code=exc.code,
+                                provider_message=message[:300], provider_status=exc.http_status) from None
+        if not isinstance(transfer.id, str):
+            raise ProviderError("stripe: Transfer without id")
+        return transfer.id
 
     def verify_webhook(self, body: bytes, headers: Mapping[str, str]) -> WebhookEvent:
         text = decode_body(body)

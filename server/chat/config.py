@@ -34,8 +34,8 @@ class ChatSettings:
     history_max: int = 100
     sync_page: int = 200
     typing_throttle_s: float = 2.0
-    commit_max_batch: int = 500
-    recover_every_s: float = 10.0
+    views_linger_s: float = 0.02
+    recover_every_s: float = 5.0
     recover_after_s: float = 15.0
     max_report_reason: int = 500
     max_client_id: int = 64
@@ -75,6 +75,8 @@ class ChatSettings:
             history_max=cls.history_max,
             sync_page=env.integer("PAIRLY_CHAT_SYNC_PAGE", cls.sync_page, min_value=1),
             typing_throttle_s=env.number("PAIRLY_CHAT_TYPING_THROTTLE_S", cls.typing_throttle_s, min_value=0),
-            commit_max_batch=env.integer("PAIRLY_CHAT_COMMIT_MAX_BATCH", cls.commit_max_batch, min_value=1),
+            views_linger_s=env.number("PAIRLY_CHAT_VIEWS_LINGER_S", cls.views_linger_s, min_value=0),
+            recover_every_s=env.number("PAIRLY_CHAT_VIEWS_MARK_EVERY_S", cls.recover_every_s, min_value=0.1),
+            recover_after_s=env.number("PAIRLY_CHAT_VIEWS_STALE_AFTER_S", cls.recover_after_s, min_value=0.5),
             push=push,
         )

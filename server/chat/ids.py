@@ -33,6 +33,11 @@ class IdGenerator:
         self._last_ms = 0
         self._counter = 0
 
+    @property
+    def tag(self) -> str:
+        """This generator's node tag: the last 4 characters of every id it makes."""
+        return self._tag
+
     def next(self) -> str:
         now = int(time.time() * 1000)
         if now > self._last_ms:

@@ -30,7 +30,6 @@ def message_doc(*, message_id: str, cid: str, sender: str, recipient: str, text:
         "parties": [sender, recipient],
         "text": text,
         "client_id": client_id,
-        "ck": client_key(sender, client_id),
         "created_at": created_at,
         "status": "sent",
     }

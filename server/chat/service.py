@@ -17,6 +17,7 @@ from server.chat.model import Doc, public
 from server.chat.moderation import TextFilter
 from server.chat.push import PushService
 from server.chat.store import ChatStore
+from server.chat.views import ViewFlusher
 
 # (user, event, data, skip_sid): emit to every /chat device of `user` on any node, except `skip_sid`.
 Emit = Callable[[str, str, Any, "str | None"], Awaitable[None]]
@@ -41,7 +42,7 @@ class BanStatus(Protocol):
 class ChatService:
     def __init__(self, *, settings: ChatSettings, store: ChatStore, committer: Committer, blocks: Blocks,
                  is_banned: BanStatus, text_filter: TextFilter, push: PushService, emit: Emit,
-                 online: OnlineCheck, spawn: Spawn, ids: IdGenerator | None = None) -> None:
+                 online: OnlineCheck, spawn: Spawn, views: ViewFlusher, ids: IdGenerator | None = None) -> None:
         self.settings = settings
         self._store = store
         self._committer = committer
@@ -52,6 +53,7 @@ class ChatService:
         self._emit = emit
         self._online = online
         self._spawn = spawn
+        self._views = views
         self._ids = ids or IdGenerator()
         self._bans: dict[str, tuple[float, bool]] = {}
         self._typing: dict[tuple[str, str], tuple[str, float]] = {}
@@ -168,6 +170,7 @@ class ChatService:
         return {"messages": [public(d) for d in docs[:limit]], "more": more}
 
     async def conversations(self, user: str, before: str | None, limit: int) -> dict[str, Any]:
+        await self._views.settled()
         views = [v for v in await self._store.views(user, before, limit + 1) if v.get("last_id")]
         more = len(views) > limit
         views = views[:limit]

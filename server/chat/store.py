@@ -1,21 +1,16 @@
-"""Chat storage: send intents, messages, per-user conversation views, reports (PyMongo async API).
+"""Chat storage: messages, per-user conversation views, view marks, reports (PyMongo async API).
 
 Collections
-- `chat_intents`: one document per send in flight, `_id` = (sender, client_id) — the idempotency key
-  of `message:send` — holding the whole message to be. Written before the sender is charged,
-  deleted after the message is stored (or refused). Only the `_id` index: inserting and deleting
-  them is cheap. Never read by clients.
-- `chat_messages`: committed messages only (`_id` = message id), written after the charge; unique
-  on `ck` (sender, client_id). Everything here is visible.
+- `chat_messages`: committed messages only (`_id` = message id), inserted in the same ledger
+  transaction as their charge (server/chat/committer.py). Everything here is visible. Resends are
+  recognised by the ledger (the send's idempotency key is the ledger entry's key), so there is no
+  index on (sender, client_id).
 - `chat_conversations`: one view per (user, peer) with `last_id` (newest message, kept with `$max`)
   and `read_up_to` (the user's read pointer, kept with `$max`). Unread counts are not stored: they
   are counted from the messages above the read pointer, exact by construction whatever the
-  interleaving of sends and reads across nodes.
+  interleaving of sends and reads across nodes. Written off the ack path (server/chat/views.py).
+- `chat_view_marks`: one per running process, for repairing views after a crash (views.py).
 - `chat_reports`: one per (message, reporter), for moderators.
-
-Why intents instead of a `pending` state on the message: on the embedded store an update costs
-~10x an insert into an `_id`-only collection, so "insert pending, then update to ok" is the most
-expensive way to get the same crash safety (see docs/chat.md).
 """
 
 from __future__ import annotations
@@ -24,82 +19,48 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from pymongo import DeleteOne, ReturnDocument, UpdateOne
+from pymongo import ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
 
 from server.chat.model import Doc
-
-_DUPLICATE = 11000
+from server.chat.model import now as model_now
 
 
 def view_id(user: str, peer: str) -> str:
     return f"{user}\x1f{peer}"
 
 
-def _duplicates(exc: BulkWriteError) -> set[int]:
-    errors = exc.details.get("writeErrors", [])
-    if any(e.get("code") != _DUPLICATE for e in errors):
-        raise exc
-    return {int(e["index"]) for e in errors}
-
-
 class ChatStore:
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
-        self.intents = db["chat_intents"]
         self.messages = db["chat_messages"]
         self.conversations = db["chat_conversations"]
         self.reports = db["chat_reports"]
+        self.marks = db["chat_view_marks"]
 
-    # -- the commit protocol (see committer.py) ---------------------------------------------------
-    async def insert_intents(self, docs: Sequence[Doc], at: dt.datetime) -> set[int]:
-        """Record sends before charging; returns the indexes whose (sender, client_id) already has one."""
-        if not docs:
-            return set()
-        try:
-            await self.intents.insert_many([{"_id": d["ck"], "m": d, "at": at} for d in docs], ordered=False)
-            return set()
-        except BulkWriteError as exc:
-            return _duplicates(exc)
+    # -- sending (see committer.py) and view repair (see views.py) -----------------------------
+    async def exists_in(self, message_id: str, cid: str) -> bool:
+        """Whether `message_id` is a message of conversation `cid`."""
+        return await self.messages.find_one({"_id": message_id, "cid": cid}, {"_id": 1}) is not None
 
-    async def intents_by_key(self, keys: Iterable[str]) -> dict[str, Doc]:
-        wanted = list(set(keys))
-        if not wanted:
-            return {}
-        return {d["_id"]: d["m"] async for d in self.intents.find({"_id": {"$in": wanted}})}
+    async def set_view_mark(self, writer: str, tag: str, low: str) -> None:
+        await self.marks.update_one({"_id": writer}, {"$set": {"tag": tag, "low": low, "beat": model_now()}},
+                                    upsert=True)
 
-    async def intents_before(self, cutoff: dt.datetime, limit: int = 1000) -> list[Doc]:
-        """Intents older than `cutoff` (left by a crash or a failed batch). Small collection: no index."""
-        return [d["m"] async for d in self.intents.find({"at": {"$lt": cutoff}}).limit(limit)]
+    async def dead_view_marks(self, writer: str, beat_before: dt.datetime | None) -> list[Doc]:
+        query: Doc = {"_id": {"$ne": writer}}
+        if beat_before is not None:
+            query["beat"] = {"$lt": beat_before}
+        return await self.marks.find(query).to_list()
 
-    async def drop_intents(self, keys: Sequence[str]) -> None:
-        if keys:
-            await self.intents.bulk_write([DeleteOne({"_id": k}) for k in keys], ordered=False)
+    async def drop_view_mark(self, writer: str, beat: dt.datetime | None = None) -> None:
+        query: Doc = {"_id": writer}
+        if beat is not None:
+            query["beat"] = beat
+        await self.marks.delete_one(query)
 
-    async def by_client_keys(self, keys: Iterable[str]) -> dict[str, Doc]:
-        """Committed messages by (sender, client_id) key."""
-        wanted = list(set(keys))
-        if not wanted:
-            return {}
-        return {d["ck"]: d async for d in self.messages.find({"ck": {"$in": wanted}})}
-
-    async def existing_ids(self, ids: Iterable[str], cids: Iterable[str]) -> set[str]:
-        """Which of `ids` are messages in one of the conversations `cids`."""
-        wanted = list(set(ids))
-        if not wanted:
-            return set()
-        query: Doc = {"_id": {"$in": wanted}, "cid": {"$in": list(set(cids))}}
-        return {d["_id"] async for d in self.messages.find(query, {"_id": 1})}
-
-    async def store_messages(self, docs: Sequence[Doc]) -> set[str]:
-        """Insert charged messages; returns the ids that were already stored (a settled adoption)."""
-        if not docs:
-            return set()
-        try:
-            await self.messages.insert_many([dict(d) for d in docs], ordered=False)
-            return set()
-        except BulkWriteError as exc:
-            return {docs[i]["_id"] for i in _duplicates(exc)}
+    async def messages_from(self, low: str, limit: int = 200_000) -> list[Doc]:
+        """Messages with ids from `low` on (an `_id` range scan), oldest first."""
+        return await self.messages.find({"_id": {"$gte": low}}).sort("_id", 1).limit(limit).to_list()
 
     async def touch_views(self, docs: Sequence[Doc]) -> None:
         """Both parties' conversation views move to the newest of `docs` (idempotent: `$max`)."""
@@ -246,7 +207,8 @@ class ChatStore:
 
 async def ensure_indexes(db: AsyncDatabase[Any]) -> None:
     messages = db["chat_messages"]
-    await messages.create_index("ck", unique=True)
+    if "ck_1" in await messages.index_information():  # the pre-ledger-key protocol's resend index
+        await messages.drop_index("ck_1")
     await messages.create_index([("cid", 1), ("_id", -1)])
     await messages.create_index([("parties", 1), ("_id", 1)])
     await db["chat_conversations"].create_index([("user", 1), ("last_id", -1)])

@@ -46,7 +46,7 @@ class ChatNamespace(BaseNamespace):
         if result.delivered_now:
             # Runs after this handler returns, i.e. after the ack has been handed to the transport.
             self.core.background.spawn(self.service.deliver(result.doc, caller.sid), name="chat-deliver")
-        return {"message": public(result.doc), "balance": result.balance}
+        return {"message": public(result.doc), "balance": result.balance, "price": result.price}
 
     async def _delivered(self, caller: Caller, data: Any) -> None:
         await self.service.delivered(caller.user_id, validate.ids(data))

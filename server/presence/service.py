@@ -26,6 +26,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from config.errors import TooLarge
+from server.blocks import BlockChange
 from server.presence import model
 from server.presence.archive import PresenceArchive
 from server.presence.model import HIDDEN, Mode, PresenceConfig, Record, Status, View
@@ -136,6 +137,7 @@ class PresenceService:
         self._urgent: set[str] = set()
         self._dead: dict[str, float] = {}
         self._block_epoch = 0
+        self._block_lock = asyncio.Lock()
         self._last_beat = 0.0
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -150,18 +152,12 @@ class PresenceService:
         now = self._clock()
         await self._store.beat(self.node, now, self.config.node_ttl_s)
         self._last_beat = now
-        watching = asyncio.Event()
-        self._tasks = [
-            asyncio.create_task(self._run(), name="presence-sweep"),
-            asyncio.create_task(self._blocks.watch(self.block_changed, watching), name="presence-blocks"),
-        ]
-        with contextlib.suppress(TimeoutError):  # without a change stream, blocks apply to new subscriptions
-            await asyncio.wait_for(watching.wait(), 5.0)
+        self._tasks = [asyncio.create_task(self._run(), name="presence-sweep")]
 
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-        if self._tasks:  # bounded: closing a change stream waits on the store
+        if self._tasks:
             await asyncio.wait(self._tasks, timeout=2.0)
         self._tasks = []
         for conn, user in list(self._conns.items()):  # normally the socket drain already did this
@@ -347,21 +343,28 @@ class PresenceService:
                     views[u] = View("offline", seen.get(u))
         return [views.get(u, HIDDEN).payload(u) for u in users]
 
-    async def block_changed(self, blocker: str, blocked: str, now_blocked: bool) -> None:
-        """A block or unblock (from the change stream): fix this node's connections of `blocked`
-        that watch `blocker`, and tell them what they may now see."""
+    async def block_changed(self, change: BlockChange) -> None:
+        """A block or unblock made on any node (`server.blocks.BlockEvents`): fix this node's
+        connections of the blocked user that watch the blocker, and tell them what they may now see.
+
+        The pair is re-read from the store rather than taken from the notification: notifications
+        of a block and an unblock made on two nodes at once may arrive in either order, and the
+        last one handled must leave the state the store holds."""
         self._block_epoch += 1
+        blocker, blocked = change.blocker, change.blocked
         local = self._local.get(blocked)
         conns = [c for c in (local.conns if local else ()) if blocker in self._subs.get(c, ())]
         if not conns:
-            return
-        payload = HIDDEN.payload(blocker) if now_blocked else (await self.lookup(blocked, [blocker]))[0]
-        for conn in conns:
-            if now_blocked:
-                await self._fanout.leave(conn, [blocker])
-            else:
-                await self._fanout.join(conn, [blocker])
-            await self._fanout.send(conn, payload)
+            return  # (a subscription starting now sees the change itself: see `_join`)
+        async with self._block_lock:  # one at a time: the last to read the store is the last to apply
+            now_blocked = await self._blocks.is_blocked(blocker, blocked)
+            payload = HIDDEN.payload(blocker) if now_blocked else (await self.lookup(blocked, [blocker]))[0]
+            for conn in [c for c in conns if blocker in self._subs.get(c, ())]:  # some may have gone
+                if now_blocked:
+                    await self._fanout.leave(conn, [blocker])
+                else:
+                    await self._fanout.join(conn, [blocker])
+                await self._fanout.send(conn, payload)
 
     # -- the sweep ----------------------------------------------------------------------------------
     async def _run(self) -> None:

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient
 
-from billing.errors import InsufficientCredits
+from billing import accounts
+from billing.errors import InsufficientCredits, OperationInFlight
 from billing.ledger import Ledger, ensure_indexes
 
 
@@ -101,48 +102,89 @@ async def test_hold_capture_release(ledger: Ledger) -> None:
     assert (wallet.balance, wallet.held, wallet.available) == (90, 0, 90)
 
 
-async def test_reconcile_reports_a_tampered_wallet(ledger: Ledger, mongo_url: str) -> None:
+async def test_reconcile_reports_a_tampered_account(ledger: Ledger) -> None:
     await ledger.wallet("hy")
-    await ledger._wallets.update_one({"_id": "hy"}, {"$inc": {"balance": 5}})
+    await ledger._accounts.update_one({"_id": "wallet:hy"}, {"$inc": {"balance": 5}})
     report = await ledger.reconcile()
-    assert [d.user for d in report.discrepancies] == ["hy"]
-    await ledger._wallets.update_one({"_id": "hy"}, {"$inc": {"balance": -5}})
+    assert [d.account for d in report.discrepancies] == ["wallet:hy"] and report.total == 5
+    await ledger._accounts.update_one({"_id": "wallet:hy"}, {"$inc": {"balance": -5}})
+    assert (await ledger.reconcile()).ok
 
 
-async def test_recovery_settles_entries_left_pending_by_a_crash(ledger: Ledger) -> None:
-    await ledger.wallet("io")
-    # Simulate the two crash windows by hand: an entry applied to the wallet but never marked, and
-    # an entry never applied. Recovery settles both by the wallet's record.
-    now = (await ledger.entries("io"))[0][0].created_at
-    await ledger._entries.insert_many([
-        {"_id": "k:applied", "user": "io", "delta": -4, "held_delta": 0, "kind": "message", "ref": None,
-         "state": "pending", "created_at": now},
-        {"_id": "k:lost", "user": "io", "delta": -3, "held_delta": 0, "kind": "message", "ref": None,
-         "state": "pending", "created_at": now},
-    ])
-    await ledger._wallets.update_one({"_id": "io"}, {"$inc": {"balance": -4, "available": -4},
-                                                     "$push": {"applied": ["k:applied", -4, 0]}})
-    assert not (await ledger.reconcile(settle=False)).ok
-    assert await ledger.recover(min_age_s=0) == 2
-    assert (await ledger.get_entry("k:applied")).balance_after == 6  # type: ignore[union-attr]
-    assert await ledger.get_entry("k:lost") is None
+async def test_reconcile_reports_an_unbalanced_transfer(ledger: Ledger) -> None:
+    await ledger.wallet("iv")
+    await ledger._entries.update_one({"_id": "signup:iv"}, {"$set": {"p.1.1": -9}})
+    report = await ledger.reconcile()
+    assert report.unbalanced == ["signup:iv"] and not report.ok
+    await ledger._entries.update_one({"_id": "signup:iv"}, {"$set": {"p.1.1": -10}})
 
 
-async def test_audit_settles_only_what_is_decided(ledger: Ledger) -> None:
-    await ledger.wallet("ju")
-    now = (await ledger.entries("ju"))[0][0].created_at
-    # Young pending entries, as another node leaves them mid-batch: one already applied to the
-    # wallet, one not yet. audit() settles the first and leaves the second alone (it may still land).
-    await ledger._entries.insert_many([
-        {"_id": "k:young-applied", "user": "ju", "delta": -2, "held_delta": 0, "kind": "message", "ref": None,
-         "state": "pending", "created_at": now},
-        {"_id": "k:young-inflight", "user": "ju", "delta": -1, "held_delta": 0, "kind": "message", "ref": None,
-         "state": "pending", "created_at": now.replace(year=now.year + 1)},
-    ])
-    await ledger._wallets.update_one({"_id": "ju"}, {"$inc": {"balance": -2, "available": -2},
-                                                     "$push": {"applied": ["k:young-applied", -2, 0]}})
-    report = await ledger.audit()
-    assert report.ok and report.pending_resolved == 1
-    assert (await ledger.get_entry("k:young-applied")).balance_after == 8  # type: ignore[union-attr]
-    assert (await ledger._entries.find_one({"_id": "k:young-inflight"}))["state"] == "pending"  # type: ignore[index]
-    await ledger._entries.delete_one({"_id": "k:young-inflight"})
+async def test_every_transfer_balances_and_accounts_sum_to_zero(ledger: Ledger) -> None:
+    await ledger.credit("ka", 7, "stripe:pi_ka", "purchase", source=accounts.clearing("stripe"))
+    await ledger.spend("ka", 3, "msg:ka:1", "message")
+    await ledger.spend("ka", 5, "msg:ka:2", "message", payee=accounts.earnings("star"), share_pct=60)
+    await ledger.adjust("ka", -20, "stripe:refund:re_1", "refund", counter=accounts.clearing("stripe"))
+    report = await ledger.reconcile()
+    assert report.ok and report.total == 0
+    assert report.totals["wallet"] == 10 + 7 - 3 - 5 - 20
+    assert await ledger.balance(accounts.earnings("star")) == 3
+    assert await ledger.balance(accounts.PLATFORM_REVENUE) == 3 + 2
+    assert await ledger.balance(accounts.clearing("stripe")) == -7 + 20
+
+
+async def test_creator_share_carry_rule_never_creates_or_loses_a_credit(ledger: Ledger) -> None:
+    await ledger.credit("fan", 1000, "seed:fan", "purchase")
+    paid = 0
+    for n, amount in enumerate([1, 1, 1, 3, 7, 1, 2, 5, 1, 1]):
+        entry = await ledger.spend("fan", amount, f"msg:fan:{n}", "message",
+                                   payee=accounts.earnings("cre"), share_pct=60)
+        paid += amount
+        parts = {p.account: p.delta for p in entry.postings}
+        assert sum(parts.values()) == 0
+        assert await ledger.balance(accounts.earnings("cre")) == paid * 60 // 100
+    assert await ledger.balance(accounts.PLATFORM_REVENUE) == paid - paid * 60 // 100
+
+
+async def test_a_key_reused_for_another_operation_is_refused(ledger: Ledger) -> None:
+    await ledger.spend("lo", 2, "msg:lo", "message")
+    with pytest.raises(OperationInFlight):
+        await ledger.spend("lo", 3, "msg:lo", "message")
+
+
+async def test_capture_pays_the_payee_out_of_the_hold(ledger: Ledger) -> None:
+    await ledger.credit("mo", 40, "seed:mo", "purchase")  # 50
+    await ledger.hold("mo", 20, "call:m1:hold")
+    e = await ledger.capture("call:m1:hold", 5, "call:m1:1", "call_minute", payee=accounts.earnings("vip"),
+                             share_pct=60)
+    assert (e.balance_after, e.held_after, e.delta) == (45, 15, -5)
+    assert await ledger.balance(accounts.earnings("vip")) == 3
+    assert await ledger.hold_remaining("call:m1:hold") == 15
+    await ledger.release("call:m1:hold")
+    assert (await ledger.wallet("mo")).balance == 45
+
+
+async def test_two_ledgers_on_one_store_never_overspend(mongo_url: str) -> None:
+    """Two nodes' ledgers writing the same wallets and creator at once: version checks, no overspend."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
+    db = client[f"t_{uuid.uuid4().hex[:10]}"]
+    await ensure_indexes(db)
+    a, b = Ledger(db, signup_bonus=100), Ledger(db, signup_bonus=100)
+    await a.start()
+    await b.start()
+    try:
+        calls = [(a if i % 2 else b).spend(f"u{i % 3}", 1, f"msg:{i}", "message",
+                                          payee=accounts.earnings("star"), share_pct=60) for i in range(400)]
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        ok = [r for r in results if not isinstance(r, BaseException)]
+        assert len(ok) == 300, [r for r in results if isinstance(r, BaseException)][:3]
+        assert all(isinstance(r, InsufficientCredits) for r in results if isinstance(r, BaseException))
+        for u in ("u0", "u1", "u2"):
+            assert (await a.wallet(u)).balance == 0
+        assert await a.balance(accounts.earnings("star")) == 300 * 60 // 100 or \
+            await a.balance(accounts.earnings("star")) >= 300 * 60 // 100 - accounts.SHARDS
+        report = await a.reconcile()
+        assert report.ok, report
+    finally:
+        await a.stop()
+        await b.stop()
+        await client.close()

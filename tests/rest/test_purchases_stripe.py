@@ -52,7 +52,8 @@ async def test_purchase_creates_a_payment_intent_and_the_webhook_grants(
     update = asyncio.create_task(device.next("/chat", "wallet:updated"))
     status, answer = await stripe_api.deliver(app_server.url, stripe_api.succeeded(body["payment_intent_id"]))
     assert status == 200 and answer == {"received": True, "outcome": "payment_recorded"}
-    assert (await update) == {"balance": 60, "delta": 50, "reason": "purchase", "held": 0, "available": 60}
+    assert (await update) == {"balance": 60, "delta": 50, "reason": "purchase", "held": 0, "available": 60,
+                              "ref": body["purchase_id"]}
     assert await api.balance() == 60
     _, fetched = await api.get(f"/api/purchases/{body['purchase_id']}")
     assert fetched["status"] == "succeeded" and "client_secret" not in fetched

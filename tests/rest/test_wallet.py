@@ -68,14 +68,20 @@ async def test_wallet_needs_a_token(app_server: RunningApp) -> None:
 async def test_every_device_gets_wallet_updated(app_server: RunningApp, clients) -> None:
     phone = await clients(app_server, "wal-ed")
     tablet = await clients(app_server, "wal-ed", namespaces=["/presence"])
+    api = Api(app_server, "wal-ed")
+    opened = asyncio.create_task(tablet.next("/presence", "wallet:updated"))
+    assert await api.balance() == 10  # opening the wallet grants the signup bonus: an update too
+    bonus = {"balance": 10, "delta": 10, "reason": "signup_bonus", "held": 0, "available": 10, "ref": None}
+    assert await opened == bonus
     got = [asyncio.create_task(phone.next(ns, "wallet:updated")) for ns in ("/chat", "/presence", "/call")]
     got.append(asyncio.create_task(tablet.next("/presence", "wallet:updated")))
-    status, _ = await Api(app_server, "wal-ed").buy("small")
+    status, body = await api.buy("small")
     assert status == 201
-    expected = {"balance": 60, "delta": 50, "reason": "purchase", "held": 0, "available": 60}
+    expected = {"balance": 60, "delta": 50, "reason": "purchase", "held": 0, "available": 60,
+                "ref": body["purchase_id"]}
     assert await asyncio.gather(*got) == [expected] * 4
     await asyncio.sleep(0.1)
-    assert phone.received("/chat", "wallet:updated") == [expected]  # once per device and namespace
+    assert phone.received("/chat", "wallet:updated") == [bonus, expected]  # once per device and namespace
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import pytest
 
 from server.app import CHAT as CHAT_KEY
 from server.app import CORE, LEDGER
+from server.chat.committer import send_key
 from tests.server.chat.conftest import CHAT, barrier, error_code, send, sent
 from tests.support.apps import make_settings, running_app
 
@@ -28,7 +29,7 @@ async def test_delivers_to_all_recipient_devices_and_other_sender_devices(app_se
     await barrier(a2, [b1], "bob")  # from the other device; a1 must see it, and still not its own first one
     assert [x["id"] for x in a1.received(CHAT, "message:new")] != [m["id"]]
     assert m["id"] not in [x["id"] for x in a1.received(CHAT, "message:new")]
-    entry = await app_server.app[LEDGER].get_entry(f"msg:{m['id']}")
+    entry = await app_server.app[LEDGER].get_entry(send_key("alice", "c-1"))
     assert entry is not None and entry.delta == -1 and entry.ref == m["id"]
 
 

@@ -18,7 +18,7 @@ from server.app import CORE
 from server.auth import mint_token
 from tests.conftest import TEST_SECRET
 from tests.server.presence.conftest import FAST, PRESENCE, call_ok, subscribe, update, updates
-from tests.support.apps import RunningApp, make_settings, running_app
+from tests.support.apps import NodeProcess, RunningApp, make_settings, running_app
 from tests.support.clients import Client, connect, token_for
 
 
@@ -99,6 +99,55 @@ async def test_block_on_one_node_hides_from_a_watcher_on_the_other(env) -> None:
         assert [p["status"] for p in updates(alice, "bob")] == ["online", "offline"]
         dave = await _client(opened, b, "alice")  # a new device of alice, on B: its snapshot hides bob too
         assert (await subscribe(dave, ["bob"]))["bob"] == {"user": "bob", "status": "offline", "last_seen": None}
+
+
+async def test_unblock_on_one_node_shows_again_on_the_other_and_clears_its_cache(env) -> None:
+    async with two_nodes(env) as (a, b, opened):
+        alice = await _client(opened, a, "alice")
+        await subscribe(alice, ["bob"])
+        await asyncio.sleep(0.1)
+        bob = await _client(opened, b, "bob")
+        await update(alice, "bob", "online")
+        assert not await a.app[CORE].blocks.is_blocked("bob", "alice")  # now cached on A (for 5 s)
+        await b.app[CORE].blocks.block("bob", "alice")
+        await update(alice, "bob", "offline")
+        assert await a.app[CORE].blocks.is_blocked("bob", "alice")  # A's cache heard of it: no 5 s wait
+        await call_ok(bob, "presence:set", {"status": "away"})  # alice no longer hears bob
+        await b.app[CORE].blocks.unblock("bob", "alice")
+        assert await update(alice, "bob", "away") == {"user": "bob", "status": "away", "last_seen": None}
+        assert not await a.app[CORE].blocks.is_blocked("bob", "alice")
+        await call_ok(bob, "presence:set", {"status": "online"})
+        await update(alice, "bob", "online", skip=2)
+        assert [p["status"] for p in updates(alice, "bob")] == ["online", "offline", "away", "online"]
+
+
+async def test_a_block_through_chat_on_one_process_applies_on_another(nodes) -> None:
+    """Real `python -m server` processes: the notification travels through Redis, nothing else."""
+    n0, n1 = nodes(2, **FAST)
+    opened: list[Client] = []
+
+    async def device(node: NodeProcess, user: str, *namespaces: str) -> Client:
+        opened.append(await connect(node.url, user, mint_token(TEST_SECRET, user), list(namespaces)))
+        return opened[-1]
+
+    try:
+        alice = await device(n1, "alice", PRESENCE)
+        carol = await device(n1, "carol", PRESENCE)
+        await subscribe(alice, ["bob"])
+        await subscribe(carol, ["bob"])
+        await asyncio.sleep(0.2)  # n1's Redis subscription to the room is asynchronous to the ack
+        bob = await device(n0, "bob", "/chat", PRESENCE)
+        await update(alice, "bob", "online")
+        assert (await bob.call("/chat", "user:block", {"user": "alice"}))["ok"]
+        assert await update(alice, "bob", "offline") == {"user": "bob", "status": "offline", "last_seen": None}
+        await call_ok(bob, "presence:set", {"status": "away"})
+        await update(carol, "bob", "away")
+        assert (await bob.call("/chat", "user:unblock", {"user": "alice"}))["ok"]
+        assert (await update(alice, "bob", "away"))["status"] == "away"
+        assert [p["status"] for p in updates(alice, "bob")] == ["online", "offline", "away"]
+    finally:
+        for client in opened:
+            await client.close()
 
 
 async def test_activity_on_one_node_keeps_devices_on_another_online(env) -> None:

@@ -44,3 +44,21 @@ async def test_block_and_unblock_after_subscribing_apply_at_once(app_server, cli
     await call_ok(bob, "presence:set", {"status": "online"})
     await update(alice, "bob", "online", skip=3)
     assert [p["status"] for p in updates(alice, "bob")] == ["online", "offline", "away", "online"]
+
+
+async def test_a_block_through_chat_applies_at_once_on_a_single_node_without_redis(app_server, clients) -> None:
+    assert app_server.app[CORE].redis is None
+    blocks = app_server.app[CORE].blocks
+    alice = await clients(app_server, "alice", namespaces=[PRESENCE])
+    await subscribe(alice, ["bob"])
+    bob = await clients(app_server, "bob", namespaces=["/chat", PRESENCE])
+    await update(alice, "bob", "online")
+    assert not await blocks.is_blocked("bob", "alice")  # now cached (5 s)
+
+    assert (await bob.call("/chat", "user:block", {"user": "alice"}))["ok"]
+    assert await blocks.is_blocked("bob", "alice")  # the cache was dropped, not waited out
+    assert await update(alice, "bob", "offline") == {"user": "bob", "status": "offline", "last_seen": None}
+    assert (await bob.call("/chat", "user:block", {"user": "alice"}))["ok"]  # again: nothing changes
+    assert (await bob.call("/chat", "user:unblock", {"user": "alice"}))["ok"]
+    await update(alice, "bob", "online", skip=2)
+    assert [p["status"] for p in updates(alice, "bob")] == ["online", "offline", "online"]
