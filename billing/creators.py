@@ -11,7 +11,6 @@ Lookups are cached per node for `ttl_s` (the hot path does no store read per mes
 from __future__ import annotations
 
 import datetime as dt
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,10 +19,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 from billing.pricing import Pricing
 from config.errors import InvalidPayload
 from config.settings import ConfigError, Env
+from config.ttlcache import TtlCache
 
 Doc = dict[str, Any]
 RATE_FIELDS = ("message", "audio_per_minute", "video_per_minute")
-_CACHE_MAX = 100_000
 
 
 @dataclass(frozen=True)
@@ -85,8 +84,7 @@ class Creators:
         self._users = db["users"]
         self._pricing = pricing
         self.policy = policy
-        self._ttl_s = ttl_s
-        self._cache: dict[str, tuple[float, Rates]] = {}
+        self._cache: TtlCache[str, Rates] = TtlCache(self._read, ttl_s=ttl_s)
 
     def defaults(self, creator: bool = False) -> Rates:
         p = self._pricing
@@ -94,16 +92,10 @@ class Creators:
 
     async def rates(self, user: str) -> Rates:
         """What messaging or calling `user` costs now (the platform's prices unless a creator set theirs)."""
-        now = time.monotonic()
-        hit = self._cache.get(user)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        doc = await self._users.find_one({"_id": user}, {"roles": 1, "rates": 1})
-        rates = self._from_doc(doc)
-        if len(self._cache) > _CACHE_MAX:
-            self._cache.clear()
-        self._cache[user] = (now + self._ttl_s, rates)
-        return rates
+        return await self._cache.get(user)
+
+    async def _read(self, user: str) -> Rates:
+        return self._from_doc(await self._users.find_one({"_id": user}, {"roles": 1, "rates": 1}))
 
     def _from_doc(self, doc: Doc | None) -> Rates:
         creator = bool(doc and "creator" in (doc.get("roles") or ()))
@@ -122,7 +114,7 @@ class Creators:
         await self._users.update_one({"_id": user}, {"$set": {"roles": list(roles)},
                                                      "$setOnInsert": {"first_seen": dt.datetime.now(dt.UTC)}},
                                      upsert=True)
-        self._cache.pop(user, None)
+        self._cache.invalidate(user)
 
     async def set_rates(self, user: str, body: object) -> Rates:
         """Validate and store a creator's own rates (a partial update); returns the rates now in force."""
@@ -140,7 +132,7 @@ class Creators:
                 raise InvalidPayload(f"{f} must be an integer {lo}..{hi}")
             update[f"rates.{f}"] = value
         await self._users.update_one({"_id": user}, {"$set": update}, upsert=True)
-        self._cache.pop(user, None)
+        self._cache.invalidate(user)
         return await self.rates(user)
 
     def payee(self, rates: Rates, recipient: str) -> tuple[str | None, int]:

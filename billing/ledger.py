@@ -173,7 +173,8 @@ class Entry:
     @classmethod
     def from_doc(cls, doc: Doc, replayed: bool = False) -> Entry:
         postings = tuple(Posting(str(p[0]), int(p[1]), int(p[2]), int(p[3]), int(p[4])) for p in doc.get("p", ()))
-        return cls(doc["_id"], doc["k"], doc.get("ref"), postings, doc["at"], doc.get("meta"), replayed)
+        created = dt.datetime.fromtimestamp(float(doc["t"]), dt.UTC)
+        return cls(doc["_id"], doc["k"], doc.get("ref"), postings, created, doc.get("meta"), replayed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +190,8 @@ class Wallet:
 
 @dataclass(slots=True)
 class _State:
-    v: int
+    v: str | None
+    """The version token of the last write (a batch attempt's id); None: the account does not exist yet."""
     balance: int
     held: int
     gross: int
@@ -367,7 +369,7 @@ class Ledger:
             doc = await self._accounts.find_one({"_id": accounts.wallet(user)})
         if doc is None:
             return Wallet(user, 0, 0)
-        state = _State(int(doc["v"]), int(doc["balance"]), int(doc.get("held", 0)), int(doc.get("gross", 0)))
+        state = _State(str(doc["v"]), int(doc["balance"]), int(doc.get("held", 0)), int(doc.get("gross", 0)))
         self._cache[accounts.wallet(user)] = state
         return Wallet(user, state.balance, state.held)
 
@@ -434,7 +436,9 @@ class Ledger:
         firsts, followers = dedupe(batch, lambda t: t.key)
         for follower, first in followers:
             chain(follower, first, Entry.with_replayed)
-        live = await self._answer_replays(firsts, batch_id=None)
+        # Keys seen before are found by the entries insert itself (a duplicate key aborts the
+        # attempt, which then answers them as replays): no lookup per batch for the rare resend.
+        live = firsts
         committed: list[Entry] = []
         attempt = 0
         while live:
@@ -445,7 +449,10 @@ class Ledger:
                 break
             except (_Stale, DuplicateKeyError, BulkWriteError, OperationFailure, ConnectionFailure) as exc:
                 self.conflicts += 1
-                if isinstance(exc, OperationFailure) and not _retryable(exc):
+                log.debug("ledger_batch_retry", reason=type(exc).__name__, code=getattr(exc, "code", None),
+                          attempt=attempt)
+                if not isinstance(exc, (_Stale, BulkWriteError, DuplicateKeyError, ConnectionFailure)) \
+                        and not _retryable(exc):
                     raise
                 self._forget(live)
                 if attempt >= MAX_ATTEMPTS:
@@ -485,7 +492,7 @@ class Ledger:
     async def _attempt(self, live: list[Pending[Transfer, Entry]], batch_id: str) -> list[Entry]:
         transfers = [p.item for p in live]
         states = await self._load(transfers)
-        plan = _Plan(states, self._signup_bonus, self._signup, self._tick)
+        plan = _Plan(states, self._signup_bonus, self._signup, self._tick, batch_id)
         outcomes = [plan.apply(t) for t in transfers]
         if not plan.docs:  # everything refused
             for p, outcome in zip(live, outcomes, strict=True):
@@ -495,11 +502,12 @@ class Ledger:
         now = _now()
         for doc in plan.docs:
             doc["b"] = batch_id
-            doc["at"] = now
+        # Compare-and-set on the version token each account had when planned; a new account must
+        # still be absent (its upsert collides with a concurrent creation as a duplicate key).
         writes = [
-            UpdateOne({"_id": acc, "v": plan.start[acc]},
+            UpdateOne({"_id": acc, "v": plan.start[acc] if plan.start[acc] is not None else {"$exists": False}},
                       {"$set": {"v": s.v, "balance": s.balance, "held": s.held, "gross": s.gross, "at": now}},
-                      upsert=plan.start[acc] == 0)
+                      upsert=plan.start[acc] is None)
             for acc, s in plan.states.items() if s.v != plan.start[acc]
         ]
         attach: dict[str, list[Doc]] = {}
@@ -549,7 +557,7 @@ class Ledger:
                 states[acc] = hit.copy()
         if missing:
             async for d in self._accounts.find({"_id": {"$in": missing}}):
-                states[d["_id"]] = _State(int(d["v"]), int(d["balance"]), int(d.get("held", 0)),
+                states[d["_id"]] = _State(str(d["v"]), int(d["balance"]), int(d.get("held", 0)),
                                           int(d.get("gross", 0)))
         return states
 
@@ -608,10 +616,11 @@ class _Plan:
     """A batch applied in memory: postings, refusals, and each account's state after the batch."""
 
     def __init__(self, states: dict[str, _State | None], bonus: int, signup: Callable[[str], Transfer],
-                 tick: Callable[[], float]) -> None:
-        self.start: dict[str, int] = {a: (s.v if s else 0) for a, s in states.items()}
-        self.states: dict[str, _State] = {a: (s or _State(0, 0, 0, 0)) for a, s in states.items()}
-        self._exists = {a for a, s in states.items() if s is not None and s.v > 0}
+                 tick: Callable[[], float], token: str) -> None:
+        self.start: dict[str, str | None] = {a: (s.v if s else None) for a, s in states.items()}
+        self.states: dict[str, _State] = {a: (s or _State(None, 0, 0, 0)) for a, s in states.items()}
+        self._exists = {a for a, s in states.items() if s is not None and s.v is not None}
+        self._token = token
         self._bonus = bonus
         self._signup = signup
         self._tick = tick
@@ -620,9 +629,9 @@ class _Plan:
 
     def _state(self, acc: str) -> _State:
         state = self.states.get(acc)
-        if state is None:
-            state = self.states[acc] = _State(0, 0, 0, 0)
-            self.start[acc] = 0
+        if state is None:  # not loaded: only reachable for accounts `_touched` lists, so never
+            state = self.states[acc] = _State(None, 0, 0, 0)
+            self.start[acc] = None
         return state
 
     def apply(self, t: Transfer) -> Entry | Exception:
@@ -659,7 +668,7 @@ class _Plan:
         postings: list[Posting] = []
         for acc, d, h, _ in moves:
             state = self._state(acc)
-            state.v = self.start[acc] + 1  # one version step per account per batch
+            state.v = self._token  # one new version per account per batch: this attempt's token
             state.balance += d
             state.held += h
             self._exists.add(acc)

@@ -20,7 +20,7 @@ may have left (an approval attempt was made) is rejected only after the provider
 no transfer for it. A crash between steps leaves a claim (`approving`) or an unreturned rejection;
 approving/rejecting again finishes it, and the sweeper (every 30 s) does so by itself.
 
-Money: `credits × rate` (PAIRLY_PAYOUT_RATES, major units per credit) in minor units, computed with
+Money: `credits * rate` (PAIRLY_PAYOUT_RATES, major units per credit) in minor units, computed with
 Decimal and rounded down (a creator is never paid more than the rate; at most one minor unit less).
 The amount is fixed when the payout is requested.
 """
@@ -65,7 +65,9 @@ SWEEPER = "sweeper"
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    """Now, at the store's precision (milliseconds), so a fresh answer equals a later read."""
+    now = dt.datetime.now(dt.UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 def _iso(value: Any) -> str | None:
@@ -129,7 +131,9 @@ class PayoutPolicy:
         info: Doc = {"currency": self.currency, "rates": {c: str(r) for c, r in sorted(self.rates.items())},
                      "min_credits": self.min_credits}
         if balance is not None:
-            info["balance_value"] = self.money(max(balance, 0)).public()
+            value = self.money(max(balance, 0))
+            info["balance_value"] = {"amount_minor": value.amount, "currency": value.currency,
+                                     "display": value.display()}
         return info
 
 
@@ -210,11 +214,20 @@ class Payouts:
             "attempts": 0, "version": 0,
         }
         key = f"payout:{user}:{idempotency_key}"
+
+        async def seen_before(refusal: AppError) -> tuple[Doc, bool]:
+            # A concurrent request with the same key may have committed meanwhile: answer it.
+            existing = await self._col.find_one({"user": user, "idempotency_key": idempotency_key})
+            if existing is None:
+                raise refusal
+            return _same_request(existing, amount, code), False
+
         for attempt in range(_REQUEST_ATTEMPTS):
             shards = await self._ledger.shard_balances(accounts.earnings(user))
             available = sum(max(b, 0) for b in shards.values())
             if available < amount:
-                raise InsufficientCredits(f"needs {amount} credits, {available} earned and available")
+                return await seen_before(
+                    InsufficientCredits(f"needs {amount} credits, {available} earned and available"))
             legs = (Leg(accounts.payout(user), amount), *_take(shards, amount))
             try:
                 entry = await self._ledger.submit(Transfer(
@@ -222,19 +235,12 @@ class Payouts:
                     attach=(("payouts", doc),)))
             except InsufficientCredits:
                 if attempt + 1 == _REQUEST_ATTEMPTS:
-                    raise InsufficientCredits(f"needs {amount} credits; earnings are moving, retry") from None
+                    return await seen_before(InsufficientCredits(f"needs {amount} credits; retry"))
                 continue  # a shard moved since it was read (another payout): read again
-            except OperationInFlight:
-                # The key was applied with another amount (a concurrent request with the same key).
-                existing = await self._col.find_one({"user": user, "idempotency_key": idempotency_key})
-                if existing is None:
-                    raise
-                return _same_request(existing, amount, code), False
+            except OperationInFlight as exc:  # the key was applied with another amount
+                return await seen_before(exc)
             if entry.replayed:
-                existing = await self._col.find_one({"user": user, "idempotency_key": idempotency_key})
-                if existing is None:  # pragma: no cover - inserted in the entry's transaction
-                    raise OperationInFlight()
-                return _same_request(existing, amount, code), False
+                return await seen_before(OperationInFlight())
             log.info("payout_requested", payout=doc["_id"], user=user, amount=amount, money=money.amount,
                      currency=code)
             return doc, True

@@ -19,7 +19,7 @@ Mode = Literal["dev", "production"]
 # Only for the embedded dev default; production mode refuses it.
 DEV_JWT_SECRET = "pairly-dev-secret-do-not-use-in-production-0000"
 # Oplog cap of the embedded store (SecantusDB's default: 100,000); see docs/architecture.md.
-EMBEDDED_OPLOG_MAX_ENTRIES = 10_000
+EMBEDDED_OPLOG_MAX_ENTRIES = 0
 _MIN_SECRET_LEN = 32
 _RATE_RE = re.compile(r"^\s*([\w:*.-]+)\s*=\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*$")
 
@@ -294,7 +294,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, dotenv: Path | No
         mongo_db=env.text("MONGO_DB", "pairly") or "pairly",
         store_connect_timeout_s=env.number("PAIRLY_STORE_CONNECT_TIMEOUT_S", 15.0, min_value=0.1),
         embedded_oplog_max_entries=env.integer(
-            "PAIRLY_EMBEDDED_OPLOG_MAX_ENTRIES", EMBEDDED_OPLOG_MAX_ENTRIES, min_value=1
+            "PAIRLY_EMBEDDED_OPLOG_MAX_ENTRIES", EMBEDDED_OPLOG_MAX_ENTRIES, min_value=0
         ),
         redis_url=redis_url,
         redis_prefix=env.text("REDIS_PREFIX", "pairly") or "pairly",

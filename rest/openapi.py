@@ -32,8 +32,9 @@ def _json(schema: Doc, description: str = "OK") -> Doc:
 
 
 def _errors(*statuses: int) -> Doc:
-    text = {400: "invalid input", 401: "missing or invalid token", 403: "forbidden", 404: "not found",
-            409: "conflict", 429: "rate limited", 502: "payment provider unavailable"}
+    text = {400: "invalid input", 401: "missing or invalid token", 402: "not enough credits", 403: "forbidden",
+            404: "not found", 409: "conflict", 429: "rate limited", 502: "payment provider unavailable",
+            503: "temporarily unavailable or not configured"}
     return {str(s): _json(_ref("Error"), text[s]) for s in statuses}
 
 
@@ -68,6 +69,19 @@ _SCHEMAS: Doc = {
         "received": {"type": "boolean"}, "outcome": {"type": "string"}, "duplicate": {"type": "boolean"},
         "queued": {"type": "boolean"}}},
 }
+
+
+
+def schema(name: str, body: Doc) -> Doc:
+    """Add a component schema (for modules describing their routes); returns a `$ref` to it."""
+    _SCHEMAS[name] = body
+    return _ref(name)
+
+
+# For modules describing their routes: `json_response(schema)`, `error_responses(400, 401)`, `ref(name)`.
+json_response = _json
+error_responses = _errors
+ref = _ref
 
 describe("GET", "/api/credits/packages", {
     "summary": "Credit packages, the payment providers offered, and prices in credits",

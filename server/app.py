@@ -14,15 +14,18 @@ from aiohttp import web
 from pymongo import AsyncMongoClient
 from redis.asyncio import BlockingConnectionPool, Redis
 
+from billing.creators import CreatorPolicy, Creators
 from billing.ledger import Ledger
 from billing.payments import Payments
+from billing.payouts import Payouts
 from billing.pricing import Pricing
-from billing.creators import CreatorPolicy, Creators
 from billing.wallet_events import EarningsEvents, WalletEvents
 from config.settings import Settings
+from rest.earnings import earnings_routes
 from rest.health import health_routes
 from rest.middleware import make_middleware
 from rest.openapi import openapi_routes
+from rest.payouts import payout_routes
 from rest.presence import presence_routes
 from rest.purchases import purchase_routes
 from rest.wallet import wallet_routes
@@ -57,6 +60,7 @@ MONGO = web.AppKey("mongo", AsyncMongoClient)
 LEDGER = web.AppKey("ledger", Ledger)
 PRICING = web.AppKey("pricing", Pricing)
 CREATORS = web.AppKey("creators", Creators)
+PAYOUTS = web.AppKey("payouts", Payouts)
 PAYMENTS = web.AppKey("payments", Payments)
 EMBEDDED = web.AppKey("embedded_store", EmbeddedStore)
 CHAT = web.AppKey("chat", ChatRuntime)
@@ -153,6 +157,12 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(routes)
     app.add_routes(presence_routes(core, presence))
     app.add_routes(wallet_routes(core, ledger))
+    # Creator earnings and payouts; the payouts sweeper runs once the stores and the ledger are up.
+    payouts = app[PAYOUTS] = Payouts.from_env(db, ledger, payments.providers, settings.env())
+    app.add_routes(earnings_routes(core, ledger, creators, payouts))
+    app.add_routes(payout_routes(core, payouts))
+    app.on_startup.append(lambda _: payouts.start())
+    app.on_shutdown.append(lambda _: payouts.stop())
     app.add_routes(purchase_routes(core, ledger, pricing, payments))
     app.add_routes(webhook_routes(payments.webhooks))
     app.add_routes(openapi_routes())

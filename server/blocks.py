@@ -142,10 +142,12 @@ class RedisBlockEvents(BlockEvents):
 
 
 class BlockStore:
-    def __init__(self, db: AsyncDatabase[Doc], *, events: BlockEvents | None = None, ttl_s: float = 5.0) -> None:
+    # Changes reach every node's cache through `events`; the expiry only bounds a lost notification.
+    def __init__(self, db: AsyncDatabase[Doc], *, events: BlockEvents | None = None, ttl_s: float = 30.0) -> None:
         self._coll = db["blocks"]
         self._ttl = ttl_s
         self._cache: dict[str, tuple[float, frozenset[str]]] = {}
+        self._loading: dict[str, asyncio.Future[frozenset[str]]] = {}
         self._changes = 0  # a read that overlapped a change does not fill the cache (it may predate it)
         self.events = events or BlockEvents()
         self.events.subscribe(self._changed)
@@ -181,7 +183,20 @@ class BlockStore:
         if hit is not None and hit[0] > now:
             return hit[1]
         changes = self._changes
-        users = frozenset([d["blocked"] async for d in self._coll.find({"blocker": blocker}, {"blocked": 1})])
+        loading = self._loading.get(blocker)
+        if loading is not None:  # single flight: concurrent misses share one read
+            return await asyncio.shield(loading)
+        future: asyncio.Future[frozenset[str]] = asyncio.get_running_loop().create_future()
+        self._loading[blocker] = future
+        try:
+            users = frozenset([d["blocked"] async for d in self._coll.find({"blocker": blocker}, {"blocked": 1})])
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()
+            raise
+        finally:
+            self._loading.pop(blocker, None)
+        future.set_result(users)
         if changes == self._changes:
             if len(self._cache) > 100_000:
                 self._cache.clear()

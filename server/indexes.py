@@ -6,7 +6,7 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from billing import ledger, purchases, webhooks
+from billing import ledger, payouts, purchases, webhooks
 from server import blocks, users
 from server.chat import store as chat_store
 from server.presence import archive as presence_archive
@@ -17,6 +17,7 @@ async def ensure_all(db: AsyncDatabase[dict[str, Any]]) -> None:
     await blocks.ensure_indexes(db)
     await ledger.ensure_indexes(db)
     await purchases.ensure_indexes(db)
+    await payouts.ensure_indexes(db)
     await webhooks.ensure_indexes(db)
     await chat_store.ensure_indexes(db)
     await presence_archive.ensure_indexes(db)

@@ -112,8 +112,7 @@ class EmbeddedStore:
         out = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL  # noqa: SIM115
         self._proc = subprocess.Popen(
             [_secantusd(), "--host", "127.0.0.1", "--port", str(self.port),
-             "--storage-path", self.storage, "--log-level", "WARNING",
-             "--oplog-max-entries", str(self.oplog_max_entries)],
+             "--storage-path", self.storage, "--log-level", "WARNING", *self._oplog_args()],
             stdout=out,
             stderr=out,
             # Own process group: Ctrl-C in a terminal reaches the server, which stops the store itself.
@@ -121,6 +120,13 @@ class EmbeddedStore:
         )
         if self._pidfile is not None:
             self._pidfile.write_text(str(self._proc.pid))
+
+    def _oplog_args(self) -> list[str]:
+        # 0: no oplog at all (a standalone server: nothing of ours reads the oplog, and transactions,
+        # which the ledger needs, work there too); else a replica set with the oplog capped at N.
+        if self.oplog_max_entries == 0:
+            return ["--standalone"]
+        return ["--oplog-max-entries", str(self.oplog_max_entries)]
 
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None

@@ -78,9 +78,6 @@ class TransferRequest:
     currency: str
     destination: str | None
     """The creator's account at the provider (Stripe: a connected account `acct_...`); None for dev."""
-    retry: bool = False
-    """An earlier attempt failed: the provider may have created the transfer anyway (a timeout), so
-    look for it before creating one."""
 
 
 class PayoutProvider(Protocol):
@@ -90,4 +87,9 @@ class PayoutProvider(Protocol):
 
     async def send_transfer(self, request: TransferRequest) -> str:
         """Move the money; returns the provider's transfer id. Idempotent per payout id."""
+        ...
+
+    async def find_transfer(self, payout_id: str) -> str | None:
+        """The provider's transfer for a payout, if one was made (an earlier attempt may have sent
+        the money and failed to answer)."""
         ...

@@ -39,3 +39,6 @@ class DevPayoutProvider:
 
     async def send_transfer(self, request: TransferRequest) -> str:
         return f"dev_tr_{request.payout_id}"
+
+    async def find_transfer(self, payout_id: str) -> str | None:
+        return None  # sending is local and deterministic: sending again returns the same id

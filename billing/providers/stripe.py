@@ -83,22 +83,11 @@ class StripeProvider:
         """A Connect transfer from the platform balance to the creator's connected account.
 
         Stripe's idempotency key `pairly-payout-<payout id>` makes a retried create return the same
-        transfer for 24 hours; a retry after a failure first looks the transfer up by its
-        `transfer_group` (= the payout id), so an ambiguous failure (a timeout after Stripe created
-        it) never pays twice, however late the retry.
+        transfer for 24 hours; `transfer_group` = the payout id lets `find_transfer` find it later.
         """
         if not request.destination:
             raise ProviderError("stripe: the creator has no connected account")
-        op = "transfers.create"
         try:
-            if request.retry:
-                op = "transfers.list"
-                found = await self._client.v1.transfers.list_async(
-                    params={"transfer_group": request.payout_id, "limit": 1})
-                for existing in found.data:
-                    if isinstance(existing.id, str):
-                        return existing.id
-                op = "transfers.create"
             transfer = await self._client.v1.transfers.create_async(
                 params={
                     "amount": request.amount,
@@ -112,15 +101,20 @@ class StripeProvider:
                 options={"idempotency_key": f"pairly-payout-{request.payout_id}"},
             )
         except stripe.StripeError as exc:
-            message = str(exc.user_message or exc)
-            log.warning("stripe_error", op=op, payout=request.payout_id, error=type(exc).__name__,
-                        status=exc.http_status, code=exc.code, message=message)
-            raise ProviderError(f"stripe request failed ({type(exc).__name__}); try again",
-                                provider_error=type(exc).__name__, provider_code=exc.code,
-                                provider_message=message[:300], provider_status=exc.http_status) from None
+            raise _payout_error(exc, "transfers.create", request.payout_id) from None
         if not isinstance(transfer.id, str):
             raise ProviderError("stripe: Transfer without id")
         return transfer.id
+
+    async def find_transfer(self, payout_id: str) -> str | None:
+        try:
+            found = await self._client.v1.transfers.list_async(params={"transfer_group": payout_id, "limit": 1})
+        except stripe.StripeError as exc:
+            raise _payout_error(exc, "transfers.list", payout_id) from None
+        for transfer in found.data:
+            if isinstance(transfer.id, str):
+                return transfer.id
+        return None
 
     def verify_webhook(self, body: bytes, headers: Mapping[str, str]) -> WebhookEvent:
         text = decode_body(body)
@@ -150,3 +144,12 @@ class StripeProvider:
             await self._http.close_async()  # type: ignore[no-untyped-call]
         except Exception:  # closing a never-used client must not fail shutdown
             log.debug("stripe_close_failed", exc_info=True)
+
+
+def _payout_error(exc: stripe.StripeError, op: str, payout_id: str) -> ProviderError:
+    message = str(exc.user_message or exc)
+    log.warning("stripe_error", op=op, payout=payout_id, error=type(exc).__name__, status=exc.http_status,
+                code=exc.code, message=message)
+    return ProviderError(f"stripe request failed ({type(exc).__name__}); try again",
+                         provider_error=type(exc).__name__, provider_code=exc.code,
+                         provider_message=message[:300], provider_status=exc.http_status)

@@ -34,7 +34,7 @@ class ChatSettings:
     history_max: int = 100
     sync_page: int = 200
     typing_throttle_s: float = 2.0
-    views_linger_s: float = 0.02
+    views_linger_s: float = 0.25
     recover_every_s: float = 5.0
     recover_after_s: float = 15.0
     max_report_reason: int = 500

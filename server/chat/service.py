@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
 from config.errors import Blocked, Forbidden, InvalidPayload, NotFound
+from config.ttlcache import TtlCache
 from server.chat import model, validate
 from server.chat.committer import Committer, SendResult
 from server.chat.config import ChatSettings
@@ -55,7 +56,7 @@ class ChatService:
         self._spawn = spawn
         self._views = views
         self._ids = ids or IdGenerator()
-        self._bans: dict[str, tuple[float, bool]] = {}
+        self._bans: TtlCache[str, bool] = TtlCache(is_banned, ttl_s=_BAN_TTL_S)
         self._typing: dict[tuple[str, str], tuple[str, float]] = {}
 
     # -- sending ----------------------------------------------------------------------------------
@@ -107,15 +108,7 @@ class ChatService:
             raise Forbidden("recipient is not available")
 
     async def _banned(self, user: str) -> bool:
-        now = time.monotonic()
-        hit = self._bans.get(user)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        banned = await self._is_banned(user)
-        if len(self._bans) > _MAX_CACHE:
-            self._bans.clear()
-        self._bans[user] = (now + _BAN_TTL_S, banned)
-        return banned
+        return await self._bans.get(user)
 
     # -- receipts ---------------------------------------------------------------------------------
     async def delivered(self, user: str, ids: list[str]) -> None:

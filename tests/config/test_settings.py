@@ -15,7 +15,7 @@ def test_defaults_are_the_embedded_dev_setup() -> None:
     s = load_settings({})
     assert s.mode == "dev" and s.port == 8080 and s.embedded_store and s.redis_url is None
     assert s.jwt.secret == DEV_JWT_SECRET and s.jwt.algorithms == ("HS256",)
-    assert s.embedded_oplog_max_entries == 10_000
+    assert s.embedded_oplog_max_entries == 0  # no oplog: a standalone embedded store
     assert s.limits.rate_for("message:send") is not None
     assert s.limits.rate_for("anything-else") == s.limits.rate_limits["*"]
 
@@ -32,7 +32,7 @@ def test_defaults_are_the_embedded_dev_setup() -> None:
         ({"PAIRLY_LOG_LEVEL": "loud"}, "PAIRLY_LOG_LEVEL"),
         ({"PAIRLY_JWT_ALGORITHMS": "RS256"}, "PAIRLY_JWT_ALGORITHMS"),
         ({"PAIRLY_MAX_PAYLOAD_BYTES": "5000", "PAIRLY_MAX_FRAME_BYTES": "2000"}, "PAIRLY_MAX_FRAME_BYTES"),
-        ({"PAIRLY_EMBEDDED_OPLOG_MAX_ENTRIES": "0"}, "PAIRLY_EMBEDDED_OPLOG_MAX_ENTRIES"),
+        ({"PAIRLY_EMBEDDED_OPLOG_MAX_ENTRIES": "-1"}, "PAIRLY_EMBEDDED_OPLOG_MAX_ENTRIES"),
     ],
 )
 def test_bad_values_name_their_variable(env: dict[str, str], var: str) -> None:

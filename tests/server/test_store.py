@@ -107,3 +107,17 @@ async def test_the_oplog_is_capped(store: EmbeddedStore, recorded) -> None:
         await client.t_store.capped.insert_many([{"batch": batch, "i": i} for i in range(600)])
     # 3,000 inserts: with SecantusDB's default cap (100,000) all of them would still be there.
     assert await oplog.count_documents({"ns": "t_store.capped"}) <= 1_300
+
+
+async def test_by_default_the_embedded_store_keeps_no_oplog_and_runs_transactions(recorded) -> None:
+    embedded = EmbeddedStore(":memory:")
+    embedded.start()
+    try:
+        client, _ = await _client(embedded, embedded.url, recorded)
+        async with client.start_session() as session, await session.start_transaction():
+            await client.t_store.tx.insert_one({"x": 1}, session=session)
+        await client.t_store.plain.insert_many([{"i": i} for i in range(100)])
+        assert await client.t_store.tx.count_documents({}) == 1
+        assert await client.local["oplog.rs"].count_documents({}) == 0
+    finally:
+        embedded.stop()

@@ -1,8 +1,10 @@
 """A local server speaking the slice of Stripe's HTTP API the server uses, and Stripe-signed events.
 
 The official SDK is pointed at it with PAIRLY_STRIPE_API_BASE. It checks the secret key, honours
-`Idempotency-Key` like Stripe (same key → same PaymentIntent), and builds webhook events signed the
-way Stripe signs them: `Stripe-Signature: t=<unix>,v1=HMAC-SHA256(secret, "<t>.<raw body>")`.
+`Idempotency-Key` like Stripe (same key → same PaymentIntent / Transfer; same key with other
+parameters → `idempotency_error`), serves Connect transfers (`POST /v1/transfers`, and
+`GET /v1/transfers?transfer_group=`), and builds webhook events signed the way Stripe signs them:
+`Stripe-Signature: t=<unix>,v1=HMAC-SHA256(secret, "<t>.<raw body>")`.
 """
 
 from __future__ import annotations
@@ -47,6 +49,12 @@ class FakeStripe:
         self.intents: dict[str, Doc] = {}
         self.requests: list[tuple[str, str, Doc]] = []
         self.fail_with: int | None = None
+        self.transfers: dict[str, Doc] = {}
+        self.transfer_error: tuple[int, str, str | None] | None = None
+        """(HTTP status, error type, code) every transfer create answers, e.g. (500, "api_error", None)."""
+        self.lose_transfer_answers = False
+        """Create the transfer, then answer 500 (a timeout after Stripe acted)."""
+        self._transfer_keys: dict[str, tuple[str, Doc]] = {}
         self._by_idempotency: dict[str, str] = {}
         self._runner: web.AppRunner | None = None
         self.port = free_port()
@@ -63,6 +71,8 @@ class FakeStripe:
         app = web.Application()
         app.router.add_post("/v1/payment_intents", self._create_intent)
         app.router.add_get("/v1/payment_intents/{id}", self._get_intent)
+        app.router.add_post("/v1/transfers", self._create_transfer)
+        app.router.add_get("/v1/transfers", self._list_transfers)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
@@ -102,6 +112,63 @@ class FakeStripe:
         if intent is None:
             return self._error(404, "No such payment_intent")
         return web.json_response(intent)
+
+    async def _create_transfer(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Bearer {self.secret_key}":
+            return self._error(401, "Invalid API Key provided")
+        params = _form(await request.post())
+        self.requests.append(("POST", "/v1/transfers", params))
+        key = request.headers.get("Idempotency-Key")
+        if not key:
+            return self._error(400, "this fake requires an Idempotency-Key on transfers")
+        if self.transfer_error is not None:
+            status, kind, code = self.transfer_error
+            body: Doc = {"type": kind, "message": "simulated transfer failure"}
+            if code:
+                body["code"] = code
+            return web.json_response({"error": body}, status=status)
+        if key in self._transfer_keys:
+            tid, first = self._transfer_keys[key]
+            if first != params:
+                return self._error(400, "Keys for idempotent requests can only be used with the same parameters",
+                                   "idempotency_error")
+            return self._transfer_answer(self.transfers[tid])
+        try:
+            amount = int(params["amount"])
+        except (KeyError, ValueError):
+            return self._error(400, "Missing or invalid required param: amount")
+        if amount <= 0:
+            return self._error(400, "Invalid positive integer")
+        currency, destination = params.get("currency"), params.get("destination")
+        if not isinstance(currency, str) or len(currency) != 3 or currency != currency.lower():
+            return self._error(400, "Invalid currency")
+        if not isinstance(destination, str) or not destination.startswith("acct_"):
+            return self._error(400, f"No such destination: '{destination}'")
+        tid = "tr_" + secrets.token_hex(12)
+        transfer = {
+            "id": tid, "object": "transfer", "amount": amount, "amount_reversed": 0, "currency": currency,
+            "destination": destination, "transfer_group": params.get("transfer_group"),
+            "description": params.get("description"), "metadata": params.get("metadata", {}),
+            "reversed": False, "livemode": False, "created": int(time.time()),
+        }
+        self.transfers[tid] = transfer
+        self._transfer_keys[key] = (tid, params)
+        return self._transfer_answer(transfer)
+
+    def _transfer_answer(self, transfer: Doc) -> web.Response:
+        if self.lose_transfer_answers:
+            return self._error(500, "simulated failure after the transfer was made", "api_error")
+        return web.json_response(transfer)
+
+    async def _list_transfers(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Bearer {self.secret_key}":
+            return self._error(401, "Invalid API Key provided")
+        self.requests.append(("GET", "/v1/transfers", dict(request.query)))
+        group = request.query.get("transfer_group")
+        found = [t for t in reversed(self.transfers.values()) if group is None or t["transfer_group"] == group]
+        limit = int(request.query.get("limit", "10"))
+        return web.json_response({"object": "list", "url": "/v1/transfers", "has_more": len(found) > limit,
+                                  "data": found[:limit]})
 
     # -- events -----------------------------------------------------------------------------------
     def event(self, kind: str, obj: Doc) -> Doc:
