@@ -267,6 +267,8 @@ class Ledger:
         self._engine: GroupCommit[Transfer, Entry] = GroupCommit(
             "ledger", self._commit, max_batch=max_batch,
             on_error=lambda exc: exc if isinstance(exc, AppError) else Unavailable("ledger unavailable; retry"))
+        # Listeners (wallet and earnings events) hear each batch in commit order, from their own runner.
+        self._notices: GroupCommit[list[Entry], None] = GroupCommit("ledger-notices", self._notify, max_batch=64)
         self.conflicts = 0
 
     def add_listener(self, listener: ChangeListener) -> None:
@@ -282,11 +284,21 @@ class Ledger:
     # -- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
         await self._writers.start()
+        await self._notices.start()
         await self._engine.start()
 
     async def stop(self) -> None:
         await self._engine.stop()
+        await self._notices.stop()
         await self._writers.stop()
+
+    async def _notify(self, batches: list[Pending[list[Entry], None]]) -> None:
+        entries = [e for p in batches for e in p.item]
+        for listener in self._listeners:
+            try:
+                await listener(entries)
+            except Exception:
+                log.exception("ledger_listener_failed")
 
     # -- operations -------------------------------------------------------------------------------
     async def submit(self, transfer: Transfer) -> Entry:
@@ -463,12 +475,10 @@ class Ledger:
                 # A duplicate key is a transfer committed meanwhile (elsewhere, or by this attempt if
                 # its commit outcome was lost): answer those, plan the rest again.
                 live = await self._answer_replays(live, batch_id=batch_id)
-        if committed:
-            for listener in self._listeners:
-                try:
-                    await listener(committed)
-                except Exception:
-                    log.exception("ledger_listener_failed")
+        if committed and self._listeners:
+            self._notices.offer(committed)  # off the commit path: the next batch starts at once
+            if not self._notices.running:  # tools and scripts without start()
+                await self._notices.flush()
 
     async def _answer_replays(self, items: list[Pending[Transfer, Entry]],
                               batch_id: str | None) -> list[Pending[Transfer, Entry]]:

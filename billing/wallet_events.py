@@ -21,25 +21,38 @@ Balances = Callable[[list[str]], Awaitable[dict[str, int]]]
 
 
 class WalletEvents:
-    """Ledger listener: one `wallet:updated` per entry that moved a wallet's balance or hold."""
+    """Ledger listener: `wallet:updated` when an entry moved a wallet's balance or hold.
+
+    Hears a committed batch at a time; consecutive movements of one wallet for the same reason in a
+    batch (a burst of messages) become one event with the summed delta and the final figures, so a
+    busy sender gets one update per batch rather than one per message. Different reasons stay
+    separate events, in order.
+    """
 
     def __init__(self, emit: AccountEmit) -> None:
         self._emit = emit
 
     async def __call__(self, entries: Sequence[Entry]) -> None:
+        pending: dict[str, dict[str, Any]] = {}
+        out: list[tuple[str, dict[str, Any]]] = []
         for entry in entries:
             for p in entry.postings:
                 user = accounts.owner(p.account)
                 if user is None or not p.account.startswith("wallet:") or not (p.delta or p.held):
                     continue
-                await self._emit(user, "wallet:updated", {
-                    "balance": p.balance_after + p.held_after,
-                    "delta": p.delta + p.held,
-                    "reason": entry.kind,
-                    "held": p.held_after,
-                    "available": p.balance_after,
-                    "ref": entry.ref,
-                })
+                event = pending.get(user)
+                if event is not None and event["reason"] != entry.kind:
+                    out.append((user, pending.pop(user)))
+                    event = None
+                if event is None:
+                    event = pending[user] = {"balance": 0, "delta": 0, "reason": entry.kind, "held": 0,
+                                             "available": 0, "ref": entry.ref}
+                event.update(balance=p.balance_after + p.held_after, held=p.held_after,
+                             available=p.balance_after, ref=entry.ref)
+                event["delta"] += p.delta + p.held
+        out.extend(pending.items())
+        for user, event in out:
+            await self._emit(user, "wallet:updated", event)
 
 
 @dataclass
