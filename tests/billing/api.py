@@ -38,6 +38,9 @@ class Api:
     async def post(self, path: str, body: Any = None, **kwargs: Any) -> tuple[int, Any]:
         return await self.request("POST", path, body, **kwargs)
 
+    async def put(self, path: str, body: Any = None, **kwargs: Any) -> tuple[int, Any]:
+        return await self.request("PUT", path, body, **kwargs)
+
     async def buy(self, package_id: str = "small", provider: str = "dev", key: str | None = None,
                   **extra: Any) -> tuple[int, Any]:
         body = {"package_id": package_id, "provider": provider, "idempotency_key": key or uuid.uuid4().hex, **extra}
