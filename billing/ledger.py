@@ -254,6 +254,8 @@ class Ledger:
         on_change: ChangeListener | None = None,
         max_batch: int = MAX_BATCH,
         exclusive: bool = False,
+        writer_beat_s: float = 5.0,
+        writer_stale_s: float = 15.0,
     ) -> None:
         """`exclusive`: this process is the only writer (one node, no Redis) — see `billing.writers`."""
         self._db = db
@@ -262,7 +264,8 @@ class Ledger:
         self._signup_bonus = signup_bonus
         self._listeners: list[ChangeListener] = [on_change] if on_change else []
         self._cache: dict[str, _State] = {}
-        self._writers = WriterSessions(db, exclusive=exclusive)
+        self._writers = WriterSessions(db, exclusive=exclusive, beat_every_s=writer_beat_s,
+                                       stale_after_s=writer_stale_s)
         self._last_t = 0.0
         self._engine: GroupCommit[Transfer, Entry] = GroupCommit(
             "ledger", self._commit, max_batch=max_batch,

@@ -125,7 +125,10 @@ def create_app(settings: Settings) -> web.Application:
 
     pricing = Pricing.from_env(settings.env())
     # Without Redis this node is the only writer (see billing/writers.py).
-    ledger = Ledger(db, signup_bonus=pricing.signup_bonus, exclusive=redis is None)
+    env = settings.env()
+    ledger = Ledger(db, signup_bonus=pricing.signup_bonus, exclusive=redis is None,
+                    writer_beat_s=env.number("PAIRLY_LEDGER_WRITER_BEAT_S", 5.0, min_value=0.1),
+                    writer_stale_s=env.number("PAIRLY_LEDGER_WRITER_STALE_S", 15.0, min_value=0.5))
     ledger.add_listener(WalletEvents(core.notifier.account_event))
     ledger.add_listener(EarningsEvents(
         core.notifier.account_event, ledger.balances,

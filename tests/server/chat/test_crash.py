@@ -20,7 +20,8 @@ from tests.support.clients import connect
 
 async def test_kill_9_mid_burst(nodes, base_env: dict[str, str]) -> None:
     env = {"PAIRLY_RATE_LIMITS": "*=1000/1,message:send=1000/1", "PAIRLY_SIGNUP_BONUS": "40",
-           "PAIRLY_CHAT_VIEWS_MARK_EVERY_S": "0.5", "PAIRLY_CHAT_VIEWS_STALE_AFTER_S": "1"}
+           "PAIRLY_CHAT_VIEWS_MARK_EVERY_S": "0.5", "PAIRLY_CHAT_VIEWS_STALE_AFTER_S": "1",
+           "PAIRLY_LEDGER_WRITER_BEAT_S": "0.5", "PAIRLY_LEDGER_WRITER_STALE_S": "1"}
     (node,) = nodes(1, **env)
     alice = await connect(node.url, "alice", mint_token(TEST_SECRET, "alice"), [CHAT])
     total = 80
@@ -67,8 +68,18 @@ async def test_kill_9_mid_burst(nodes, base_env: dict[str, str]) -> None:
         await asyncio.sleep(0.1)
     else:
         raise AssertionError(f"views not repaired: {listed}")
-    resent = [await alice.call(CHAT, "message:send", {"to": "bob", "client_id": f"c{i}", "text": f"m{i}"})
-              for i in range(total)]
+
+    async def resend(i: int) -> Any:
+        # A client retries `conflict`: the dead node's open transaction holds alice's wallet until the
+        # new node kills its sessions (the dead node's heartbeat is 1 s old here).
+        for _ in range(100):
+            ack = await alice.call(CHAT, "message:send", {"to": "bob", "client_id": f"c{i}", "text": f"m{i}"})
+            if ack["ok"] or ack["error"]["code"] != "conflict":
+                return ack
+            await asyncio.sleep(0.1)
+        raise AssertionError("still conflicting")
+
+    resent = [await resend(i) for i in range(total)]
     for i, ack in enumerate(resent):
         if f"c{i}" in acked:
             assert ack["ok"] and ack["message"]["id"] == acked[f"c{i}"]["id"]
