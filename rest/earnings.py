@@ -12,14 +12,13 @@ from billing import accounts
 from billing.creators import Creators
 from billing.ledger import Entry, Ledger
 from billing.payouts import Payouts
-from config.errors import InvalidPayload
 from rest.auth import authenticate
 from rest.openapi import Doc, describe, error_responses, json_response, schema
+from rest.paging import page
 from rest.purchases import read_json
 from server.core import Core
 
 CREATOR = "creator"
-MAX_LIMIT = 100
 
 
 def earnings_routes(core: Core, ledger: Ledger, creators: Creators, payouts: Payouts) -> list[web.RouteDef]:
@@ -76,23 +75,6 @@ def earnings_routes(core: Core, ledger: Ledger, creators: Creators, payouts: Pay
 def _rates_body(creators: Creators, rates: Doc) -> Doc:
     rates.pop("creator", None)
     return {"rates": rates, "bounds": creators.policy.bounds(), "share_pct": creators.policy.share_pct}
-
-
-def page(request: web.Request) -> tuple[int, str | None]:
-    """`?limit=1..100` (50) and `?before=<cursor>` of a newest-first listing."""
-    raw = request.query.get("limit")
-    limit = 50
-    if raw:
-        try:
-            limit = int(raw)
-        except ValueError:
-            raise InvalidPayload("limit must be an integer 1..100") from None
-        if not 1 <= limit <= MAX_LIMIT:
-            raise InvalidPayload("limit must be an integer 1..100")
-    before = request.query.get("before") or None
-    if before is not None and len(before) > 40:
-        raise InvalidPayload("bad cursor")
-    return limit, before
 
 
 def earning_view(entry: Entry, account: str) -> Doc:

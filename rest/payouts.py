@@ -12,8 +12,9 @@ from billing.payouts import STATUSES, Payouts, public
 from config.errors import AppError, RateLimited
 from config.settings import RateLimit
 from rest.auth import authenticate
-from rest.earnings import CREATOR, page
+from rest.earnings import CREATOR
 from rest.openapi import describe, error_responses, json_response, schema
+from rest.paging import page
 from rest.purchases import read_json
 from server.core import Core
 

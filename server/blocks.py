@@ -26,6 +26,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
+from server.pubsub import listen
+
 log = structlog.get_logger(__name__)
 
 Doc = dict[str, Any]
@@ -95,7 +97,7 @@ class RedisBlockEvents(BlockEvents):
                 confirmation = await self._pubsub.get_message(timeout=1.0)
                 if confirmation is not None and confirmation.get("type") == "subscribe":
                     break
-        self._listener = asyncio.create_task(self._listen(), name="block-events")
+        self._listener = asyncio.create_task(listen(self._pubsub, self._received, what="blocks"), name="block-events")
 
     async def stop(self) -> None:
         if self._listener is not None:
@@ -116,19 +118,6 @@ class RedisBlockEvents(BlockEvents):
         except Exception as exc:  # the change is stored; other nodes' caches expire on their own
             log.warning("block_publish_failed", error=str(exc), blocker=change.blocker, blocked=change.blocked)
         await self._deliver(change)
-
-    async def _listen(self) -> None:
-        assert self._pubsub is not None
-        while True:
-            try:
-                async for raw in self._pubsub.listen():
-                    if raw.get("type") == "message":
-                        await self._received(raw["data"])
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("block_events_listen_failed")
-            await asyncio.sleep(0.5)
 
     async def _received(self, payload: bytes | str) -> None:
         try:

@@ -23,6 +23,8 @@ import structlog
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
+from server.pubsub import listen
+
 log = structlog.get_logger(__name__)
 
 
@@ -72,7 +74,7 @@ class RoutedRedisManager(LocalManager):
     async def start(self) -> None:
         self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
         await self._pubsub.subscribe(self._broadcast)
-        self._listener = asyncio.create_task(self._listen())
+        self._listener = asyncio.create_task(listen(self._pubsub, self._handle, what="routing"))
         self._writer = asyncio.create_task(self._write())
 
     async def stop(self) -> None:
@@ -158,19 +160,6 @@ class RoutedRedisManager(LocalManager):
                     log.exception("redis_publish_failed", dropped=len(batch))
             if not self._outbox:
                 self._idle.set()
-
-    async def _listen(self) -> None:
-        assert self._pubsub is not None
-        while True:
-            try:
-                async for raw in self._pubsub.listen():
-                    if raw.get("type") == "message":
-                        await self._handle(raw["data"])
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("redis_listen_failed")
-                await asyncio.sleep(0.5)
 
     async def _handle(self, payload: bytes) -> None:
         try:
