@@ -34,7 +34,11 @@ def _run(settings: Settings) -> int:
     # (~130 ms each with 1,000 connections open); a higher gen-0 threshold took presence fan-out p99
     # from 208 ms to 44 ms (loadtests/bench_presence.py measures both settings).
     gc.set_threshold(100_000, 50, 100)
-    app = create_app(settings)
+    try:
+        app = create_app(settings)  # feature settings (chat, creators, calls) are validated here
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
     shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
 
     async def _ready(_: web.Application) -> None:

@@ -51,6 +51,7 @@ from server.rooms import NAMESPACES
 from server.routing import LocalManager, RoutedRedisManager
 from server.store import EmbeddedStore, StoreUnavailable, make_client, redact, wait_until_reachable
 from server.users import UserStore
+from signaling.ice import IceConfig
 
 log = structlog.get_logger(__name__)
 
@@ -142,7 +143,7 @@ def create_app(settings: Settings) -> web.Application:
     core.activity = presence.activity
     block_events.subscribe(presence.block_changed)  # blocks made on any node apply to live subscriptions
     sio.register_namespace(PresenceNamespace("/presence", core, presence))
-    sio.register_namespace(CallNamespace("/call", core))
+    sio.register_namespace(CallNamespace("/call", core, IceConfig.from_env(settings.env())))
 
     app = web.Application(middlewares=[make_middleware(metrics)], client_max_size=1024 * 1024)
     app[CORE] = core
