@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+from bson.errors import BSONError
 from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, OperationFailure
@@ -48,6 +49,9 @@ log = structlog.get_logger(__name__)
 Doc = dict[str, Any]
 MAX_BATCH = 500
 MAX_ATTEMPTS = 12
+# Store errors about a document itself (bad value, too large, key too long, bad field name, type):
+# only the transfer that carries it is refused.
+_UNSTORABLE = frozenset({2, 14, 52, 10334, 17280})
 _CACHE_MAX = 200_000
 
 
@@ -451,9 +455,28 @@ class Ledger:
         firsts, followers = dedupe(batch, lambda t: t.key)
         for follower, first in followers:
             chain(follower, first, Entry.with_replayed)
+        await self._commit_isolated(firsts)
+
+    async def _commit_isolated(self, live: list[Pending[Transfer, Entry]]) -> None:
+        """Commit `live`; if the store refuses the batch for a reason no retry cures (a document it
+        cannot store), split it and commit the halves, so one bad transfer fails alone."""
+        try:
+            await self._commit_live(live)
+        except (BSONError, OperationFailure, ValueError) as exc:
+            if isinstance(exc, OperationFailure) and exc.code not in _UNSTORABLE:
+                raise
+            if len(live) == 1:
+                log.warning("ledger_transfer_refused_by_store", key=live[0].item.key[:80], error=str(exc)[:200])
+                live[0].fail(InvalidPayload("this operation cannot be stored"))
+                return
+            self._forget(live)
+            half = len(live) // 2
+            await self._commit_isolated(live[:half])
+            await self._commit_isolated(live[half:])
+
+    async def _commit_live(self, live: list[Pending[Transfer, Entry]]) -> None:
         # Keys seen before are found by the entries insert itself (a duplicate key aborts the
         # attempt, which then answers them as replays): no lookup per batch for the rare resend.
-        live = firsts
         committed: list[Entry] = []
         attempt = 0
         while live:

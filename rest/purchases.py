@@ -39,6 +39,10 @@ async def read_json(request: web.Request) -> dict[str, Any]:
         raise InvalidPayload("body must be JSON") from None
     if not isinstance(body, dict):
         raise InvalidPayload("body must be a JSON object")
+    try:  # "\ud800" is valid JSON but not storable: refuse it here, not at the store
+        json.dumps(body, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise InvalidPayload("strings must be valid Unicode (no lone surrogates)") from None
     return body
 
 

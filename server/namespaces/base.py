@@ -41,11 +41,15 @@ class Caller:
 
 
 def payload_size(data: Any) -> int:
-    """Encoded JSON size; binary or non-JSON values are refused as invalid payloads."""
+    """Encoded JSON size in bytes; binary or non-JSON values are refused as invalid payloads, and so
+    are strings that are not valid Unicode (a lone surrogate such as "\ud800" is valid JSON but
+    cannot be stored: it would fail the store write of everything batched with it)."""
     if data is None:
         return 0
     try:
-        return len(json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False))
+        return len(json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode())
+    except UnicodeEncodeError:
+        raise InvalidPayload("strings must be valid Unicode (no lone surrogates)") from None
     except (TypeError, ValueError):
         raise InvalidPayload("payload must be JSON (no binary attachments)") from None
 

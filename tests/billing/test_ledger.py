@@ -13,6 +13,7 @@ from pymongo import AsyncMongoClient
 from billing import accounts
 from billing.errors import InsufficientCredits, OperationInFlight
 from billing.ledger import Ledger, ensure_indexes
+from config.errors import InvalidPayload
 
 
 @pytest.fixture
@@ -188,3 +189,22 @@ async def test_two_ledgers_on_one_store_never_overspend(mongo_url: str) -> None:
         await a.stop()
         await b.stop()
         await client.close()
+
+
+async def test_a_transfer_the_store_cannot_hold_fails_alone(ledger: Ledger) -> None:
+    """One unstorable document (a lone surrogate) in a batch: only its transfer fails."""
+    await ledger.credit("po", 90, "seed:po", "purchase")  # 100
+    bad = {"_id": "m-bad", "text": "\ud800"}
+
+    async def good(n: int) -> Any:
+        return await ledger.spend("po", 1, f"msg:po:{n}", "message", attach=(("t_attach", {"_id": f"m{n}"}),))
+
+    results = await asyncio.gather(
+        *(good(n) for n in range(10)),
+        ledger.spend("po", 1, "msg:po:bad", "message", attach=(("t_attach", bad),)),
+        *(good(n) for n in range(10, 20)),
+        return_exceptions=True)
+    failed = [r for r in results if isinstance(r, BaseException)]
+    assert len(failed) == 1 and isinstance(failed[0], InvalidPayload)
+    assert (await ledger.wallet("po")).balance == 100 - 20
+    assert await ledger.get_entry("msg:po:bad") is None

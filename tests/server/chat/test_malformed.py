@@ -59,3 +59,28 @@ async def test_every_event_refuses_garbage_and_keeps_the_connection(app_server, 
     assert await app_server.app[CHAT_KEY].store.messages.count_documents({}) == 1
     assert (await app_server.app[LEDGER].wallet("alice")).balance == 9
     assert await app_server.app[CHAT_KEY].store.reports.count_documents({}) == 0
+
+
+async def test_a_lone_surrogate_is_refused_and_poisons_nobody_elses_batch(app_server, clients) -> None:
+    """"\\ud800" is valid JSON but not storable: refused at the door; other users' sends in the same
+    moment all go through (it never reaches their group-committed batch)."""
+    import asyncio
+    import uuid
+
+    mallory = await clients(app_server, "sur-mallory", namespaces=[CHAT])
+    others = [await clients(app_server, f"sur-u{i}", namespaces=[CHAT]) for i in range(5)]
+    bad_payloads = [{"to": "sur-u0", "client_id": "c1", "text": "\ud800"},
+                    {"to": "sur-u0", "client_id": "\udfff", "text": "hi"},
+                    {"to": "\ud800", "client_id": "c2", "text": "hi"}]
+
+    async def good(client: Any, n: int) -> Any:
+        return await client.call(CHAT, "message:send", {"to": "sur-mallory", "client_id": uuid.uuid4().hex,
+                                                        "text": f"fine {n}"})
+
+    results = await asyncio.gather(*(mallory.call(CHAT, "message:send", p) for p in bad_payloads),
+                                   *(good(c, n) for n in range(2) for c in others))
+    assert [error_code(r) for r in results[:3]] == ["invalid_payload"] * 3
+    assert all(r["ok"] for r in results[3:])
+    assert (await app_server.app[LEDGER].wallet("sur-mallory")).balance == 10
+    assert await app_server.app[CHAT_KEY].store.messages.count_documents({"from": "sur-mallory"}) == 0
+    await sent(mallory, "sur-u0", "still usable")
