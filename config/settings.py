@@ -286,7 +286,8 @@ def load_settings(environ: Mapping[str, str] | None = None, *, dotenv: Path | No
 
     return Settings(
         mode="production" if production else "dev",
-        host=env.text("PAIRLY_HOST", "0.0.0.0") or "0.0.0.0",
+        # Dev mode (built-in JWT secret, dev payments) listens on loopback unless told otherwise.
+        host=env.text("PAIRLY_HOST") or ("0.0.0.0" if production else "127.0.0.1"),
         port=env.integer("PAIRLY_PORT", 8080, min_value=0),
         node_id=env.text("PAIRLY_NODE_ID") or secrets.token_hex(4),
         data_dir=Path(env.text("PAIRLY_DATA_DIR", "var") or "var"),

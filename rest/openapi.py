@@ -84,10 +84,11 @@ error_responses = _errors
 ref = _ref
 
 describe("GET", "/api/credits/packages", {
-    "summary": "Credit packages, the payment providers offered, and prices in credits",
+    "summary": "Credit packages, the payment providers offered, and prices in credits (no token needed)",
+    "security": [],
     "responses": {"200": _json({"type": "object", "properties": {
         "packages": {"type": "array", "items": _ref("Package")}, "providers": {"type": "array"},
-        "pricing": {"type": "object"}}}), **_errors(401)}})
+        "pricing": {"type": "object"}}})}})
 describe("GET", "/api/wallet", {"summary": "The caller's wallet",
                                 "responses": {"200": _json(_ref("Wallet")), **_errors(401)}})
 describe("GET", "/api/wallet/ledger", {

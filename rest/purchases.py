@@ -49,8 +49,8 @@ async def read_json(request: web.Request) -> dict[str, Any]:
 def purchase_routes(core: Core, ledger: Ledger, pricing: Pricing, payments: Payments) -> list[web.RouteDef]:
     rate = core.settings.limits.rate_limits.get("purchase:create", DEFAULT_PURCHASE_RATE)
 
-    async def packages(request: web.Request) -> web.Response:
-        await authenticate(request, core)
+    async def packages(_: web.Request) -> web.Response:
+        # Public: apps show what credits cost before anyone signs in.
         return web.json_response({
             "packages": pricing.packages.public(),
             "providers": payments.offered(),

@@ -59,7 +59,7 @@ def test_production_refuses_unsafe_settings(env: dict[str, str], var: str) -> No
 
 def test_production_with_strong_secret_loads() -> None:
     s = load_settings({"PAIRLY_MODE": "production", "PAIRLY_JWT_SECRET": STRONG, "MONGO_URL": "mongodb://db:27017"})
-    assert s.is_production and s.log_format == "json" and s.cors_origins == ()
+    assert s.is_production and s.log_format == "json" and s.cors_origins == () and s.host == "0.0.0.0"
 
 
 def test_rate_limits_override_and_keep_defaults() -> None:
@@ -94,3 +94,8 @@ def test_token_command_mints_in_dev_and_refuses_in_production() -> None:
     assert ok.returncode == 0 and ok.stdout.count(".") == 2
     refused = _cli("token", "--user", "alice", env={"PAIRLY_MODE": "production", "PAIRLY_JWT_SECRET": STRONG})
     assert refused.returncode == 2 and "production" in refused.stderr
+
+
+def test_dev_mode_listens_on_loopback_unless_told_otherwise() -> None:
+    assert load_settings({}).host == "127.0.0.1"
+    assert load_settings({"PAIRLY_HOST": "0.0.0.0"}).host == "0.0.0.0"

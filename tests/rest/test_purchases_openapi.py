@@ -19,6 +19,7 @@ async def test_openapi_document_lists_the_routes(app_server: RunningApp) -> None
                          ("/api/webhooks/razorpay", "post"), ("/healthz", "get")]:
         assert method in paths[path], path
     assert paths["/api/webhooks/stripe"]["post"]["security"] == []
+    assert paths["/api/credits/packages"]["get"]["security"] == []
     assert "402" not in paths["/api/purchases"]["post"]["responses"]
     assert "/socket.io/" not in paths
     assert set(doc["components"]["schemas"]) >= {"Error", "Wallet", "Purchase"}
