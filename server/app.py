@@ -44,11 +44,12 @@ from server.namespaces.chat import ChatNamespace
 from server.namespaces.presence import PresenceNamespace, SocketFanout
 from server.notify import Notifier
 from server.parser import DualParserServer
+from server.polling import oversized_polling_refusal, read_polling_bodies_whole
 from server.presence import build_presence
 from server.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from server.revocation import RevocationStore
-from server.rooms import NAMESPACES
 from server.routing import LocalManager, RoutedRedisManager
+from server.shutdown import SocketRequests, drain_sockets
 from server.store import EmbeddedStore, StoreUnavailable, make_client, redact, wait_until_reachable
 from server.users import UserStore
 from signaling.ice import IceConfig
@@ -65,6 +66,10 @@ PAYOUTS = web.AppKey("payouts", Payouts)
 PAYMENTS = web.AppKey("payments", Payments)
 EMBEDDED = web.AppKey("embedded_store", EmbeddedStore)
 CHAT = web.AppKey("chat", ChatRuntime)
+SOCKET_REQUESTS = web.AppKey("socket_requests", SocketRequests)
+# Share of PAIRLY_SHUTDOWN_TIMEOUT_S for telling clients and closing their transports; the rest is for
+# the cleanup contexts (presence, chat, ledger, stores, embedded store).
+SOCKET_DRAIN_SHARE = 0.4
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -145,7 +150,9 @@ def create_app(settings: Settings) -> web.Application:
     sio.register_namespace(PresenceNamespace("/presence", core, presence))
     sio.register_namespace(CallNamespace("/call", core, IceConfig.from_env(settings.env())))
 
-    app = web.Application(middlewares=[make_middleware(metrics)], client_max_size=1024 * 1024)
+    app = web.Application(
+        middlewares=[oversized_polling_refusal(settings.limits.max_frame_bytes), make_middleware(metrics)],
+        client_max_size=1024 * 1024)
     app[CORE] = core
     app[SIO] = sio
     app[MONGO] = mongo
@@ -156,7 +163,10 @@ def create_app(settings: Settings) -> web.Application:
     app[CHAT] = chat
     if embedded is not None:
         app[EMBEDDED] = embedded
+    app[SOCKET_REQUESTS] = SocketRequests()  # in-flight Socket.IO requests, so shutdown can end them
+    app.middlewares.append(app[SOCKET_REQUESTS].middleware)
     sio.attach(app)
+    read_polling_bodies_whole(sio.eio)
     routes = health_routes(core, mongo)
     app.add_routes(routes)
     app.add_routes(presence_routes(core, presence))
@@ -270,14 +280,10 @@ def _service_ctx(service: _Service) -> Any:
 
 
 async def _drain_sockets(app: web.Application) -> None:
-    """Tell local clients we are going away, then close their transports so they reconnect elsewhere."""
-    sio = app[SIO]
-    manager = sio.manager
-    for namespace in NAMESPACES:
-        sids = [sid for sid, _ in manager.get_participants(namespace, None)] if namespace in manager.rooms else []
-        for sid in sids:
-            await sio.emit("server:shutdown", {"reason": "restart"}, to=sid, namespace=namespace)
-    with contextlib.suppress(Exception):
-        await sio.eio.disconnect()
-    await sio.shutdown()
-    log.info("sockets_drained")
+    """Tell local clients we are going away (`server:shutdown` on each namespace they joined), then close
+    their Engine.IO transports so they reconnect elsewhere, within a share of the shutdown budget
+    whatever the clients do (server/shutdown.py has the why)."""
+    budget = app[CORE].settings.shutdown_timeout_s * SOCKET_DRAIN_SHARE
+    started = asyncio.get_running_loop().time()
+    stats = await drain_sockets(app[SIO], app[SOCKET_REQUESTS], budget)
+    log.info("sockets_drained", seconds=round(asyncio.get_running_loop().time() - started, 3), **stats)
