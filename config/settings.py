@@ -68,6 +68,8 @@ class JwtSettings:
     issuer: str | None
     audience: str | None
     leeway_s: float
+    max_ttl_s: float = 30 * 24 * 3600
+    """Longest token lifetime accepted: `exp - iat`, or `exp - now` for a token without `iat`."""
 
     @property
     def signing_key(self) -> str | None:
@@ -96,6 +98,8 @@ class Settings:
     shutdown_timeout_s: float
     extra: Mapping[str, str] = field(default_factory=dict)
     """The raw environment, for feature modules that read their own variables through `Env`."""
+    metrics_token: str | None = None
+    """When set, `GET /metrics` requires `Authorization: Bearer <token>`; unset, it is open."""
 
     @property
     def is_production(self) -> bool:
@@ -258,6 +262,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, dotenv: Path | No
         issuer=env.text("PAIRLY_JWT_ISSUER"),
         audience=env.text("PAIRLY_JWT_AUDIENCE"),
         leeway_s=env.number("PAIRLY_JWT_LEEWAY_S", 30.0, min_value=0),
+        max_ttl_s=env.number("PAIRLY_JWT_MAX_TTL_S", 30 * 24 * 3600.0, min_value=1),
     )
 
     mongo_url = env.text("MONGO_URL")
@@ -284,6 +289,17 @@ def load_settings(environ: Mapping[str, str] | None = None, *, dotenv: Path | No
     if production and "*" in cors:
         raise ConfigError("PAIRLY_CORS_ORIGINS", "'*' is refused in production; list the app origins")
 
+    # Metrics reveal user counts (connections per namespace), event names and error rates: in
+    # production they need a scrape token unless they are made public on purpose.
+    metrics_token = env.text("PAIRLY_METRICS_TOKEN")
+    metrics_public = env.flag("PAIRLY_METRICS_PUBLIC", False)
+    if production and metrics_token is None and not metrics_public:
+        raise ConfigError(
+            "PAIRLY_METRICS_TOKEN",
+            "is required in production (/metrics reveals user counts and event names); "
+            "or set PAIRLY_METRICS_PUBLIC=true to serve /metrics without a token",
+        )
+
     return Settings(
         mode="production" if production else "dev",
         # Dev mode (built-in JWT secret, dev payments) listens on loopback unless told otherwise.
@@ -306,4 +322,5 @@ def load_settings(environ: Mapping[str, str] | None = None, *, dotenv: Path | No
         log_format="json" if log_format == "json" else "console",
         shutdown_timeout_s=env.number("PAIRLY_SHUTDOWN_TIMEOUT_S", 8.0, min_value=0.5),
         extra=dict(environ),
+        metrics_token=metrics_token,
     )

@@ -1,7 +1,8 @@
 """Token verification for connects and REST: JWTs issued by the platform's identity service.
 
-`TokenVerifier.verify` checks signature, exp/nbf (with leeway), iss/aud when configured, and maps
-every failure to one protocol refusal code. Revocation, bans and connection caps are checked by
+`TokenVerifier.verify` checks signature, exp/nbf (with leeway), iss/aud when configured, that the
+time claims are JSON numbers and the lifetime is at most `PAIRLY_JWT_MAX_TTL_S`, and maps every
+failure to one protocol refusal code. Revocation, bans and connection caps are checked by
 `server.access.AccessControl`, which owns the stores.
 """
 
@@ -69,7 +70,24 @@ class TokenVerifier:
             raise AuthRefused("auth_expired", "token has expired") from None
         except jwt.PyJWTError as exc:
             raise AuthRefused("auth_invalid", f"token rejected: {exc}") from None
+        _check_times(claims, s.max_ttl_s)
         return _identity(claims)
+
+
+TIME_CLAIMS = ("exp", "iat", "nbf")
+
+
+def _check_times(claims: Mapping[str, Any], max_ttl_s: float) -> None:
+    # PyJWT converts numeric strings ("9999999999") with int(); RFC 7519 NumericDate is a number.
+    for name in TIME_CLAIMS:
+        if name in claims:
+            value = claims[name]
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise AuthRefused("auth_invalid", f"token claim {name!r} must be a number")
+    exp = float(claims["exp"])
+    start = float(claims["iat"]) if "iat" in claims else time.time()
+    if exp - start > max_ttl_s:
+        raise AuthRefused("auth_invalid", f"token lifetime exceeds {max_ttl_s:.0f} s (PAIRLY_JWT_MAX_TTL_S)")
 
 
 def _identity(claims: Mapping[str, Any]) -> Identity:

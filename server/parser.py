@@ -19,6 +19,22 @@ from socketio.msgpack_packet import MsgPackPacket
 
 log = structlog.get_logger(__name__)
 
+# Event names python-socketio uses for its own lifecycle calls into a handler (`connect`,
+# `disconnect`), the client's lifecycle names, and the catch-all key. A client may put any string in
+# an EVENT packet, and the stock server would hand `["disconnect"]` to the same entry point as a real
+# disconnect; so client events carrying these names are marked as client events (see `ClientEvent`).
+RESERVED_EVENTS = frozenset({"connect", "disconnect", "connect_error", "__disconnect_final", "*"})
+
+
+class ClientEvent(str):
+    """A reserved event name that arrived in a client's EVENT packet, not from python-socketio itself.
+
+    It compares equal to the plain name, so namespaces must test `isinstance(event, ClientEvent)`
+    before treating `connect`/`disconnect` as lifecycle calls; everything else sees an unknown event.
+    """
+
+    __slots__ = ()
+
 
 class DualParserServer(socketio.AsyncServer):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -49,6 +65,15 @@ class DualParserServer(socketio.AsyncServer):  # type: ignore[misc]
             await self._handle_ack(eio_sid, pkt.namespace, pkt.id, pkt.data)
         else:
             log.info("bad_msgpack_packet", eio_sid=eio_sid, packet_type=kind)
+
+    async def _handle_event_internal(
+        self, server: Any, sid: str, eio_sid: str, data: Any, namespace: str, id: Any
+    ) -> None:
+        # Every client EVENT packet (JSON, msgpack, binary) reaches handlers through here; the
+        # library's own connect/disconnect calls never do.
+        if data and isinstance(data[0], str) and data[0] in RESERVED_EVENTS:
+            data = [ClientEvent(data[0]), *data[1:]]
+        await super()._handle_event_internal(server, sid, eio_sid, data, namespace, id)
 
     async def _send_packet(self, eio_sid: str, pkt: Any) -> None:
         if eio_sid in self._msgpack_eio and not isinstance(pkt, MsgPackPacket):

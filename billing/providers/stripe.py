@@ -1,5 +1,6 @@
 """Stripe through the official SDK: PaymentIntents created with the async client, webhooks verified
-with `stripe.WebhookSignature` on the raw body (5-minute tolerance), and creator payouts as Connect
+with `stripe.WebhookSignature` on the raw body (5-minute tolerance, applied both ways: the SDK only
+refuses old timestamps, so a signature dated in the future is refused here), and creator payouts as Connect
 transfers to the creator's connected account (`send_transfer`).
 
 The SDK's aiohttp client runs on our event loop (no thread, no blocking); `base_addresses["api"]`
@@ -10,6 +11,7 @@ Every SDK error becomes `ProviderError` (or `SignatureInvalid`) here.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -125,6 +127,9 @@ class StripeProvider:
             stripe.WebhookSignature.verify_header(text, header, self._webhook_secret, self._tolerance_s)
         except stripe.SignatureVerificationError as exc:
             raise SignatureInvalid(f"Stripe-Signature: {exc.user_message or exc}") from None
+        signed_at = _signed_at(header)
+        if signed_at is None or signed_at > time.time() + self._tolerance_s:
+            raise SignatureInvalid("Stripe-Signature: timestamp outside the tolerance zone (in the future)")
         try:
             data = json.loads(text)
         except json.JSONDecodeError:
@@ -144,6 +149,18 @@ class StripeProvider:
             await self._http.close_async()  # type: ignore[no-untyped-call]
         except Exception:  # closing a never-used client must not fail shutdown
             log.debug("stripe_close_failed", exc_info=True)
+
+
+def _signed_at(header: str) -> int | None:
+    """The `t=` timestamp of a Stripe-Signature header (already checked by the SDK)."""
+    for item in header.split(","):
+        key, _, value = item.strip().partition("=")
+        if key == "t":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
 
 
 def _payout_error(exc: stripe.StripeError, op: str, payout_id: str) -> ProviderError:

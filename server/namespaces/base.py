@@ -21,6 +21,7 @@ from config.errors import AppError, InvalidPayload, RateLimited, TooLarge
 from server.auth import AuthRefused, Identity, token_from
 from server.core import Core
 from server.errormap import ack_error, refusal_data
+from server.parser import RESERVED_EVENTS, ClientEvent
 from server.rooms import user_room
 
 log = structlog.get_logger(__name__)
@@ -80,10 +81,13 @@ class BaseNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     # -- socketio entry points ---------------------------------------------------------------------
     async def trigger_event(self, event: str, *args: Any) -> Any:
-        if event == "connect":
-            return await self._connect(args[0], args[1], args[2] if len(args) > 2 else None)
-        if event == "disconnect":
-            return await self._disconnect(args[0], str(args[1]) if len(args) > 1 else "unknown")
+        # A client may send an EVENT named `connect`/`disconnect`; the server marks those as
+        # `ClientEvent` and they are answered as unknown events below, never as lifecycle calls.
+        if not isinstance(event, ClientEvent):
+            if event == "connect":
+                return await self._connect(args[0], args[1], args[2] if len(args) > 2 else None)
+            if event == "disconnect":
+                return await self._disconnect(args[0], str(args[1]) if len(args) > 1 else "unknown")
         return await self._dispatch(event, args[0], args[1] if len(args) > 1 else None, len(args) > 2)
 
     async def _connect(self, sid: str, environ: Mapping[str, Any], auth: Any) -> bool:
@@ -125,7 +129,7 @@ class BaseNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             return None
         structlog.contextvars.bind_contextvars(sid=sid, namespace=self.namespace, user=caller.user_id, event=event)
         started = time.perf_counter()
-        handler = self._handlers.get(event)
+        handler = None if event in RESERVED_EVENTS else self._handlers.get(event)
         code = "ok"
         try:
             if handler is None:

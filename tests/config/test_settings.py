@@ -49,6 +49,9 @@ def test_bad_values_name_their_variable(env: dict[str, str], var: str) -> None:
         ({"PAIRLY_JWT_SECRET": DEV_JWT_SECRET}, "PAIRLY_JWT_SECRET"),
         ({"PAIRLY_JWT_SECRET": "short"}, "PAIRLY_JWT_SECRET"),
         ({"PAIRLY_JWT_SECRET": STRONG, "PAIRLY_CORS_ORIGINS": "*"}, "PAIRLY_CORS_ORIGINS"),
+        ({"PAIRLY_JWT_SECRET": STRONG, "PAIRLY_METRICS_TOKEN": ""}, "PAIRLY_METRICS_TOKEN"),
+        ({"PAIRLY_JWT_SECRET": STRONG, "PAIRLY_METRICS_PUBLIC": "false"}, "PAIRLY_METRICS_TOKEN"),
+        ({"PAIRLY_JWT_SECRET": STRONG, "PAIRLY_METRICS_PUBLIC": "maybe"}, "PAIRLY_METRICS_PUBLIC"),
     ],
 )
 def test_production_refuses_unsafe_settings(env: dict[str, str], var: str) -> None:
@@ -58,8 +61,24 @@ def test_production_refuses_unsafe_settings(env: dict[str, str], var: str) -> No
 
 
 def test_production_with_strong_secret_loads() -> None:
-    s = load_settings({"PAIRLY_MODE": "production", "PAIRLY_JWT_SECRET": STRONG, "MONGO_URL": "mongodb://db:27017"})
+    s = load_settings({"PAIRLY_MODE": "production", "PAIRLY_JWT_SECRET": STRONG, "MONGO_URL": "mongodb://db:27017",
+                       "PAIRLY_METRICS_TOKEN": "scrape"})
     assert s.is_production and s.log_format == "json" and s.cors_origins == () and s.host == "0.0.0.0"
+    assert s.metrics_token == "scrape"
+
+
+def test_metrics_token_is_optional_in_dev_and_public_is_an_explicit_production_choice() -> None:
+    assert load_settings({}).metrics_token is None
+    public = load_settings({"PAIRLY_MODE": "production", "PAIRLY_JWT_SECRET": STRONG, "PAIRLY_METRICS_PUBLIC": "true"})
+    assert public.is_production and public.metrics_token is None
+
+
+def test_jwt_max_ttl_defaults_to_30_days_and_is_configurable() -> None:
+    assert load_settings({}).jwt.max_ttl_s == 30 * 24 * 3600
+    assert load_settings({"PAIRLY_JWT_MAX_TTL_S": "600"}).jwt.max_ttl_s == 600
+    with pytest.raises(ConfigError) as err:
+        load_settings({"PAIRLY_JWT_MAX_TTL_S": "0"})
+    assert err.value.var == "PAIRLY_JWT_MAX_TTL_S"
 
 
 def test_rate_limits_override_and_keep_defaults() -> None:
@@ -92,7 +111,8 @@ def test_process_exits_non_zero_naming_the_bad_variable() -> None:
 def test_token_command_mints_in_dev_and_refuses_in_production() -> None:
     ok = _cli("token", "--user", "alice", "--role", "admin", env={})
     assert ok.returncode == 0 and ok.stdout.count(".") == 2
-    refused = _cli("token", "--user", "alice", env={"PAIRLY_MODE": "production", "PAIRLY_JWT_SECRET": STRONG})
+    refused = _cli("token", "--user", "alice", env={"PAIRLY_MODE": "production", "PAIRLY_JWT_SECRET": STRONG,
+                                                    "PAIRLY_METRICS_PUBLIC": "true"})
     assert refused.returncode == 2 and "production" in refused.stderr
 
 

@@ -53,3 +53,26 @@ async def test_unknown_route_is_a_json_404(app_server: RunningApp) -> None:
     async with aiohttp.ClientSession() as http, http.get(app_server.url + "/api/nope") as resp:
         assert resp.status == 404
         assert (await resp.json())["error"]["code"] == "not_found"
+
+
+async def test_metrics_token_is_required_when_set(base_env: dict[str, str]) -> None:
+    token = "scrape-" + "x" * 32
+    async with running_app(make_settings({**base_env, "PAIRLY_METRICS_TOKEN": token})) as app, \
+            aiohttp.ClientSession() as http:
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": token},
+                        {"Authorization": f"Basic {token}"}):
+            async with http.get(app.url + "/metrics", headers=headers) as resp:
+                assert resp.status == 401, headers
+                assert (await resp.json())["error"]["code"] in ("auth_missing", "auth_invalid")
+                assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+        async with http.get(app.url + "/metrics", headers={"Authorization": f"Bearer {token}"}) as resp:
+            assert resp.status == 200
+            assert "pairly_connections" in await resp.text()
+        async with http.get(app.url + "/healthz") as resp:  # only /metrics is guarded
+            assert resp.status == 200
+
+
+async def test_metrics_are_open_in_dev_without_a_token(app_server: RunningApp) -> None:
+    assert app_server.settings.metrics_token is None
+    async with aiohttp.ClientSession() as http, http.get(app_server.url + "/metrics") as resp:
+        assert resp.status == 200

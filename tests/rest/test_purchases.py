@@ -122,7 +122,8 @@ async def test_custom_catalogue_and_prices(base_env: dict[str, str]) -> None:
 
 
 async def test_production_mode_refuses_the_dev_provider(base_env: dict[str, str]) -> None:
-    prod = {**base_env, "PAIRLY_MODE": "production", "PAIRLY_CORS_ORIGINS": "https://app.example"}
+    prod = {**base_env, "PAIRLY_MODE": "production", "PAIRLY_CORS_ORIGINS": "https://app.example",
+            "PAIRLY_METRICS_TOKEN": "scrape-token"}
     with pytest.raises(ConfigError, match="PAIRLY_DEV_PAYMENTS"):
         create_app(make_settings({**prod, "PAIRLY_DEV_PAYMENTS": "true"}))
     async with running_app(make_settings(prod)) as app:

@@ -8,7 +8,7 @@ import jwt
 import pytest
 
 from server.app import CORE
-from tests.support.apps import RunningApp
+from tests.support.apps import RunningApp, make_settings, running_app
 from tests.support.clients import ConnectRefused, connect, token_for
 
 NAMESPACES = ("/chat", "/presence", "/call")
@@ -63,8 +63,20 @@ async def test_missing_token(app_server: RunningApp, namespace: str) -> None:
                              s.jwt.secret, algorithm="HS256"),
         lambda s: jwt.encode({"sub": "a", "exp": int(time.time()) + 60, "roles": "admin"}, s.jwt.secret,
                              algorithm="HS256"),
+        lambda s: jwt.encode({"sub": "a", "exp": str(int(time.time()) + 60)}, s.jwt.secret, algorithm="HS256"),
+        lambda s: jwt.encode({"sub": "a", "exp": int(time.time()) + 60, "iat": str(int(time.time()))},
+                             s.jwt.secret, algorithm="HS256"),
+        lambda s: jwt.encode({"sub": "a", "exp": int(time.time()) + 60, "nbf": str(int(time.time()) - 10)},
+                             s.jwt.secret, algorithm="HS256"),
+        lambda s: jwt.encode({"sub": "a", "exp": int(time.time()) + 60, "iat": True}, s.jwt.secret,
+                             algorithm="HS256"),
+        lambda s: token_for(s, "a", ttl_s=30 * 24 * 3600 + 60),
+        lambda s: jwt.encode({"sub": "a", "exp": int(time.time()) + 31 * 24 * 3600}, s.jwt.secret,
+                             algorithm="HS256"),
+        lambda s: token_for(s, "a", ttl_s=40 * 24 * 3600, now=time.time() - 20 * 24 * 3600),
     ],
-    ids=["garbage", "wrong-key", "no-sub", "no-exp", "not-yet-valid", "bad-roles"],
+    ids=["garbage", "wrong-key", "no-sub", "no-exp", "not-yet-valid", "bad-roles", "string-exp", "string-iat",
+         "string-nbf", "bool-iat", "lifetime-over-max", "no-iat-expiring-after-max", "old-iat-long-lifetime"],
 )
 async def test_invalid_tokens(app_server: RunningApp, make) -> None:
     assert await _refusal(app_server, make(app_server.settings)) == "auth_invalid"
@@ -79,6 +91,24 @@ async def test_expiry_within_leeway_is_accepted(app_server: RunningApp) -> None:
     token = token_for(app_server.settings, "a", ttl_s=-5)  # default leeway 30 s
     client = await connect(app_server.url, "a", token, ["/chat"])
     await client.close()
+
+
+async def test_lifetime_up_to_the_maximum_is_accepted(app_server: RunningApp) -> None:
+    s = app_server.settings
+    assert s.jwt.secret is not None
+    token = token_for(s, "a", ttl_s=30 * 24 * 3600)
+    client = await connect(app_server.url, "a", token, ["/chat"])
+    await client.close()
+    no_iat = jwt.encode({"sub": "a", "exp": int(time.time()) + 29 * 24 * 3600}, s.jwt.secret, algorithm="HS256")
+    client = await connect(app_server.url, "a", no_iat, ["/chat"])
+    await client.close()
+
+
+async def test_max_lifetime_is_configurable(base_env: dict[str, str]) -> None:
+    async with running_app(make_settings({**base_env, "PAIRLY_JWT_MAX_TTL_S": "600"})) as app:
+        assert await _refusal(app, token_for(app.settings, "a", ttl_s=601)) == "auth_invalid"
+        client = await connect(app.url, "a", token_for(app.settings, "a", ttl_s=600), ["/chat"])
+        await client.close()
 
 
 async def test_revoked_jti(app_server: RunningApp) -> None:
