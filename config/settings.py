@@ -55,6 +55,11 @@ class Limits:
     max_frame_bytes: int = 1024 * 1024
     max_connections_per_user: int = 10
     rate_limits: Mapping[str, RateLimit] = field(default_factory=dict)
+    connect_deadline_s: float = 10.0
+    """An Engine.IO transport that has not connected a namespace by then is closed."""
+    max_transports_per_ip: int = 200
+    client_ip_header: str | None = None
+    """Take the client address from this header (first entry) — only behind a proxy that sets it."""
 
     def rate_for(self, event: str) -> RateLimit | None:
         return self.rate_limits.get(event) or self.rate_limits.get("*")
@@ -281,6 +286,9 @@ def load_settings(environ: Mapping[str, str] | None = None, *, dotenv: Path | No
         max_frame_bytes=max_frame,
         max_connections_per_user=env.integer("PAIRLY_MAX_CONNECTIONS_PER_USER", 10, min_value=1),
         rate_limits=_parse_rate_limits("PAIRLY_RATE_LIMITS", env.text("PAIRLY_RATE_LIMITS")),
+        connect_deadline_s=env.number("PAIRLY_CONNECT_DEADLINE_S", 10.0, min_value=0.1),
+        max_transports_per_ip=env.integer("PAIRLY_MAX_TRANSPORTS_PER_IP", 200, min_value=1),
+        client_ip_header=env.text("PAIRLY_CLIENT_IP_HEADER"),
     )
 
     log_format = env.choice("PAIRLY_LOG_FORMAT", "json" if production else "console", ("console", "json"))

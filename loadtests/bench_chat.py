@@ -201,6 +201,7 @@ def _server_env(data_dir: str, price: int) -> dict[str, str]:
         "PAIRLY_DATA_DIR": data_dir, "MONGO_URL": "", "REDIS_URL": "", "PAIRLY_JWT_SECRET": SECRET,
         "PAIRLY_LOG_LEVEL": "warning", "PAIRLY_RATE_LIMITS": "*=1000000/1,message:send=1000000/1",
         "PAIRLY_SIGNUP_BONUS": "100000000", "PAIRLY_MAX_CONNECTIONS_PER_USER": "100",
+        "PAIRLY_MAX_TRANSPORTS_PER_IP": "1000000",
         "PAIRLY_PRICE_MESSAGE": str(price),
     }
 

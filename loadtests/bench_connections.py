@@ -91,6 +91,7 @@ def main() -> None:
         env = {
             "PAIRLY_JWT_SECRET": SECRET,
             "PAIRLY_LOG_LEVEL": "warning",
+            "PAIRLY_MAX_TRANSPORTS_PER_IP": "1000000",  # every bench client comes from 127.0.0.1
             "PAIRLY_DATA_DIR": str(Path(tmp) / "var"),
         }
         ours = start_server([sys.executable, "-m", "server"], env)

@@ -57,6 +57,7 @@ def _server_env(mongo_url: str, db: str, **extra: str) -> dict[str, str]:
     return {
         "PAIRLY_JWT_SECRET": SECRET,
         "PAIRLY_LOG_LEVEL": "warning",
+        "PAIRLY_MAX_TRANSPORTS_PER_IP": "1000000",  # every bench client comes from 127.0.0.1
         "MONGO_URL": mongo_url,
         "MONGO_DB": db,
         # The bench raises per-user limits only; presence bounds stay at their defaults.

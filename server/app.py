@@ -51,6 +51,7 @@ from server.revocation import RevocationStore
 from server.routing import LocalManager, RoutedRedisManager
 from server.shutdown import SocketRequests, drain_sockets
 from server.store import EmbeddedStore, StoreUnavailable, make_client, redact, wait_until_reachable
+from server.transports import TransportGuard
 from server.users import UserStore
 from signaling.ice import IceConfig
 
@@ -109,6 +110,9 @@ def create_app(settings: Settings) -> web.Application:
         client_manager=manager,
         cors_allowed_origins=list(settings.cors_origins) if settings.cors_origins != ("*",) else "*",
         max_http_buffer_size=settings.limits.max_frame_bytes,
+        guard=TransportGuard(connect_deadline_s=settings.limits.connect_deadline_s,
+                             max_per_ip=settings.limits.max_transports_per_ip,
+                             ip_header=settings.limits.client_ip_header),
         logger=False,
         engineio_logger=False,
     )

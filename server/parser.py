@@ -17,6 +17,8 @@ from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 from socketio.msgpack_packet import MsgPackPacket
 
+from server.transports import TransportGuard
+
 log = structlog.get_logger(__name__)
 
 # Event names python-socketio uses for its own lifecycle calls into a handler (`connect`,
@@ -37,9 +39,29 @@ class ClientEvent(str):
 
 
 class DualParserServer(socketio.AsyncServer):  # type: ignore[misc]
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, guard: TransportGuard | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._msgpack_eio: set[str] = set()
+        self.guard = guard
+
+    # -- transports before auth (server/transports.py) --------------------------------------------
+    async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:
+        if self.guard is not None and not self.guard.admit(eio_sid, environ, self._connect_deadline_passed):
+            return False  # engineio answers the handshake 401
+        return await super()._handle_eio_connect(eio_sid, environ)
+
+    async def _handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> None:
+        await super()._handle_connect(eio_sid, namespace, data)
+        if self.guard is not None and self.manager.sid_from_eio_sid(eio_sid, namespace or "/"):
+            self.guard.authenticated(eio_sid)
+
+    def _connect_deadline_passed(self, eio_sid: str) -> None:
+        if self.guard is None or not self.guard.pending(eio_sid):
+            return
+        socket = self.eio.sockets.get(eio_sid)
+        if socket is not None and not socket.closed:
+            log.info("transport_closed_no_namespace", eio_sid=eio_sid)
+            self.eio.start_background_task(socket.close, wait=False)
 
     def uses_msgpack(self, eio_sid: str) -> bool:
         return eio_sid in self._msgpack_eio
@@ -95,3 +117,5 @@ class DualParserServer(socketio.AsyncServer):  # type: ignore[misc]
             await super()._handle_eio_disconnect(eio_sid, reason)
         finally:
             self._msgpack_eio.discard(eio_sid)
+            if self.guard is not None:
+                self.guard.gone(eio_sid)
