@@ -98,19 +98,10 @@ async def test_earnings_ledger_is_newest_first_and_cursor_paginated(app_server: 
     for n in range(7):
         await pay(ledger, "ern-fb", "ern-di", 10, f"msg:ern-fb:{n}")
     api = Api(app_server, "ern-di", **CREATOR)
-    seen: list[str] = []
-    cursor = None
-    pages = 0
-    while True:
-        status, body = await api.get("/api/earnings/ledger?limit=3" + (f"&before={cursor}" if cursor else ""))
-        assert status == 200
-        assert all(e["delta"] == 6 and e["gross"] == 10 for e in body["entries"])
-        seen += [e["id"] for e in body["entries"]]
-        pages += 1
-        cursor = body["next"]
-        if cursor is None:
-            break
-    assert pages == 3
+    pages = await api.pages("/api/earnings/ledger", 3)
+    assert all(e["delta"] == 6 and e["gross"] == 10 for page in pages for e in page)
+    seen = [e["id"] for page in pages for e in page]
+    assert len(pages) == 3
     assert seen == [f"msg:ern-fb:{n}" for n in reversed(range(7))]
     _, summary = await api.get("/api/earnings")
     assert summary["balance"] == summary["lifetime"] == 42

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -234,14 +233,6 @@ async def test_approve_and_reject_race_one_wins(app_server: RunningApp) -> None:
 
 
 # -- Stripe Connect ---------------------------------------------------------------------------------
-@pytest.fixture
-async def stripe_api() -> AsyncIterator[FakeStripe]:
-    fake = FakeStripe()
-    await fake.start()
-    yield fake
-    await fake.stop()
-
-
 @pytest.fixture
 def env(base_env: dict[str, str], request: pytest.FixtureRequest) -> dict[str, str]:
     if "stripe_api" in request.fixturenames:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -15,14 +14,6 @@ from server.app import LEDGER, PAYMENTS
 from tests.billing.api import Api
 from tests.support.apps import RunningApp
 from tests.support.fake_stripe import FakeStripe, stripe_signature
-
-
-@pytest.fixture
-async def stripe_api() -> AsyncIterator[FakeStripe]:
-    fake = FakeStripe()
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 @pytest.fixture

@@ -35,21 +35,11 @@ async def test_ledger_is_newest_first_and_cursor_paginated(app_server: RunningAp
     for n in range(7):
         await ledger.credit("wal-bo", n + 1, f"admin:wal-bo:{n}", "admin")
     api = Api(app_server, "wal-bo")
-    seen: list[str] = []
-    cursor = None
-    pages = 0
-    while True:
-        path = "/api/wallet/ledger?limit=3" + (f"&before={cursor}" if cursor else "")
-        status, body = await api.get(path)
-        assert status == 200
-        seen += [e["id"] for e in body["entries"]]
-        pages += 1
-        cursor = body["next"]
-        if cursor is None:
-            break
-    assert pages == 3
+    pages = await api.pages("/api/wallet/ledger", 3)
+    seen = [e["id"] for page in pages for e in page]
+    assert len(pages) == 3
     assert seen == [f"admin:wal-bo:{n}" for n in reversed(range(7))] + ["signup:wal-bo"]
-    status, body = await api.get("/api/wallet/ledger?limit=1")
+    _, body = await api.get("/api/wallet/ledger?limit=1")
     assert body["entries"][0]["balance_after"] == 10 + sum(range(1, 8))
 
 
