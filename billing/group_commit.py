@@ -34,7 +34,6 @@ class Pending(Generic[T, R]):
     item: T
     future: asyncio.Future[R] | None
     """None for `offer()`ed items: nobody waits for them."""
-    attempts: int = 0
 
     def resolve(self, result: R) -> None:
         if self.future is not None and not self.future.done():
@@ -44,9 +43,6 @@ class Pending(Generic[T, R]):
         if self.future is not None and not self.future.done():
             self.future.set_exception(exc)
 
-    @property
-    def done(self) -> bool:
-        return self.future is not None and self.future.done()
 
 
 Commit = Callable[[list[Pending[T, R]]], Awaitable[None]]
@@ -122,7 +118,7 @@ class GroupCommit(Generic[T, R]):
         if self._runner is not None:
             await self._runner
         self._recoverer = self._runner = None
-        while self._queue:  # items requeued after the runner ended
+        while self._queue:  # submitted while the runner was ending
             with contextlib.suppress(Exception):
                 await self._commit_once()
 
@@ -139,19 +135,6 @@ class GroupCommit(Generic[T, R]):
         """Queue an item whose result nobody awaits (committed with the next batch)."""
         self._queue.append(Pending(item, None))
         self._wake.set()
-
-    def requeue(self, pending: Pending[T, R], delay_s: float = 0.0) -> None:
-        """Put an item back for a later batch (e.g. after a conflict), optionally after a pause."""
-        pending.attempts += 1
-
-        def put() -> None:
-            self._queue.append(pending)
-            self._wake.set()
-
-        if delay_s > 0 and not self._stopping:
-            asyncio.get_running_loop().call_later(delay_s, put)
-        else:
-            put()
 
     async def flush(self) -> None:
         """Commit everything queued now, inline (tests, tools)."""

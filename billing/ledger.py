@@ -281,9 +281,6 @@ class Ledger:
     def add_listener(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)
 
-    def set_listener(self, on_change: ChangeListener | None) -> None:
-        self._listeners = [on_change] if on_change else []
-
     @property
     def batches(self) -> int:
         return self._engine.batches

@@ -76,9 +76,9 @@ class Payments:
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def start(self, sweep_every_s: float = 10.0) -> None:
-        # The first pass runs at once but in the background: after a crash, an operation whose ledger
-        # entry the dead process left pending cannot be told from one in flight on another node until
-        # the ledger's recovery age has passed, and start-up must not wait for that.
+        # The first pass runs at once but in the background: after a crash, the accounts a dead node's
+        # open transaction holds stay busy until its sessions are killed (billing/writers.py), and
+        # start-up must not wait for that.
         self._sweeper = asyncio.create_task(self._sweep_loop(sweep_every_s), name="payments-sweep")
 
     async def stop(self) -> None:

@@ -374,7 +374,7 @@ class Purchases:
             try:
                 await self.settle(purchase_id)
                 settled += 1
-            except AppError as exc:  # e.g. an entry still pending after a crash: the next sweep retries
+            except AppError as exc:  # e.g. accounts still held by a dead node's transaction: the next sweep retries
                 log.warning("purchase_resume_deferred", purchase=purchase_id, code=exc.code, reason=exc.message)
         if ids:
             log.info("purchases_resumed", count=settled, deferred=len(ids) - settled)

@@ -49,13 +49,5 @@ class TtlCache(Generic[K, V]):
             future.set_result(value)
         return value
 
-    def peek(self, key: K) -> V | None:
-        """The cached value if fresh, without loading."""
-        hit = self._values.get(key)
-        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
-
     def invalidate(self, key: K) -> None:
         self._values.pop(key, None)
-
-    def clear(self) -> None:
-        self._values.clear()

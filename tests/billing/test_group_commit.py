@@ -103,15 +103,8 @@ async def test_recover_runs_at_start_and_periodically() -> None:
     assert len(calls) == count  # stopped
 
 
-async def test_requeue_after_a_pause_and_flush() -> None:
+async def test_flush_commits_offered_items_inline() -> None:
     writer = Recorder(delay_s=0)
-    engine: GroupCommit[int, int] = GroupCommit("t", writer.commit)
-    await engine.start()
-    pending: Pending[int, int] = Pending(7, asyncio.get_running_loop().create_future())
-    engine.requeue(pending, delay_s=0.01)
-    assert pending.attempts == 1
-    assert await asyncio.wait_for(pending.future, 1) == 14  # type: ignore[arg-type]
-    await engine.stop()
     offline: GroupCommit[int, int] = GroupCommit("t", writer.commit)
     offline.offer(5)
     await offline.flush()
