@@ -51,3 +51,6 @@ class TtlCache(Generic[K, V]):
 
     def invalidate(self, key: K) -> None:
         self._values.pop(key, None)
+
+    def clear(self) -> None:
+        self._values.clear()
