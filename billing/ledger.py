@@ -345,7 +345,8 @@ class Ledger:
             ref, user, meta={"hold": key}))
 
     async def capture(self, hold_key: str, amount: int, key: str, kind: str = "capture", *,
-                      payee: str | None = None, share_pct: int = 0, ref: str | None = None) -> Entry:
+                      payee: str | None = None, share_pct: int = 0, ref: str | None = None,
+                      meta: Doc | None = None) -> Entry:
         """Charge `amount` out of a hold (never more than it has left), split like `spend`."""
         _positive(amount)
         user = await self._hold_owner(hold_key)
@@ -354,7 +355,7 @@ class Ledger:
         split = (Split(payee, amount, share_pct),) if payee else ()
         if not payee:
             legs += (Leg(accounts.PLATFORM_REVENUE, amount),)
-        return await self.submit(Transfer(key, kind, legs, ref, user, split, {"hold": hold_key}))
+        return await self.submit(Transfer(key, kind, legs, ref, user, split, {**(meta or {}), "hold": hold_key}))
 
     async def release(self, hold_key: str, key: str | None = None) -> Entry | None:
         """Return whatever is left of a hold to the available balance. None if nothing was left."""

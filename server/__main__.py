@@ -1,5 +1,6 @@
 """`python -m server [run]` starts a node; `python -m server token ...` mints a dev token;
-`python -m server reconcile` proves the books balance: every account == Σ its postings, Σ == 0."""
+`python -m server reconcile` proves the books balance: every account == Σ its postings, Σ == 0, and
+every settled call's record matches the minutes the ledger charged for it."""
 
 from __future__ import annotations
 
@@ -104,6 +105,7 @@ def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
     balanced), 1 when they do not, 2 on errors."""
     from billing.ledger import Ledger
     from server.store import EmbeddedStore, make_client, redact, wait_until_reachable
+    from signaling.audit import audit_calls
 
     async def run() -> int:
         url, embedded, offline = settings.mongo_url, None, bool(args.offline)
@@ -122,6 +124,7 @@ def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
             await wait_until_reachable(client, settings.store_connect_timeout_s, redact(url))
             ledger = Ledger(client[settings.mongo_db])
             report = await (ledger.reconcile() if offline else ledger.audit())
+            calls = await audit_calls(client[settings.mongo_db])
         except StoreUnavailable as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -132,7 +135,8 @@ def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"ok": report.ok, "accounts": report.accounts, "entries": report.entries,
                               "total": report.total, "totals": report.totals, "unbalanced": report.unbalanced,
-                              "discrepancies": [vars(d) for d in report.discrepancies]}))
+                              "discrepancies": [vars(d) for d in report.discrepancies],
+                              "calls": {"settled": calls.calls, "problems": calls.problems}}))
         else:
             print(f"accounts: {report.accounts}  entries: {report.entries}  total: {report.total}  "
                   f"unbalanced transfers: {len(report.unbalanced)}  discrepancies: {len(report.discrepancies)}")
@@ -143,7 +147,10 @@ def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
                       f"{d.ledger_held_sum}")
             for key in report.unbalanced[:20]:
                 print(f"  unbalanced transfer: {key}")
-        return 0 if report.ok else 1
+            print(f"calls settled: {calls.calls}  mismatches with the ledger: {len(calls.problems)}")
+            for problem in calls.problems[:20]:
+                print(f"  {problem}")
+        return 0 if report.ok and calls.ok else 1
 
     return asyncio.run(run())
 

@@ -21,6 +21,7 @@ from billing.payouts import Payouts
 from billing.pricing import Pricing
 from billing.wallet_events import EarningsEvents, WalletEvents
 from config.settings import Settings
+from rest.calls import call_routes
 from rest.earnings import earnings_routes
 from rest.health import health_routes
 from rest.middleware import make_middleware
@@ -35,6 +36,7 @@ from server.access import AccessControl
 from server.auth import TokenVerifier
 from server.background import Background
 from server.blocks import BlockEvents, BlockStore, RedisBlockEvents
+from server.call_wiring import build_calls
 from server.chat.wiring import ChatRuntime, build_chat
 from server.connections import ConnectionRegistry, LocalConnections, RedisConnections
 from server.core import Core
@@ -54,6 +56,7 @@ from server.store import EmbeddedStore, StoreUnavailable, make_client, redact, w
 from server.transports import TransportGuard
 from server.users import UserStore
 from signaling.ice import IceConfig
+from signaling.service import CallService
 
 log = structlog.get_logger(__name__)
 
@@ -67,6 +70,7 @@ PAYOUTS = web.AppKey("payouts", Payouts)
 PAYMENTS = web.AppKey("payments", Payments)
 EMBEDDED = web.AppKey("embedded_store", EmbeddedStore)
 CHAT = web.AppKey("chat", ChatRuntime)
+CALLS = web.AppKey("calls", CallService)
 SOCKET_REQUESTS = web.AppKey("socket_requests", SocketRequests)
 # Share of PAIRLY_SHUTDOWN_TIMEOUT_S for telling clients and closing their transports; the rest is for
 # the cleanup contexts (presence, chat, ledger, stores, embedded store).
@@ -152,7 +156,10 @@ def create_app(settings: Settings) -> web.Application:
     core.activity = presence.activity
     block_events.subscribe(presence.block_changed)  # blocks made on any node apply to live subscriptions
     sio.register_namespace(PresenceNamespace("/presence", core, presence))
-    sio.register_namespace(CallNamespace("/call", core, IceConfig.from_env(settings.env())))
+    calls = build_calls(core, manager, connections, ledger, creators, chat.push, IceConfig.from_env(settings.env()))
+    block_events.subscribe(lambda change: calls.block_changed(change.blocker, change.blocked)
+                           if change.now_blocked else _nothing())
+    sio.register_namespace(CallNamespace("/call", core, calls))
 
     app = web.Application(
         middlewares=[oversized_polling_refusal(settings.limits.max_frame_bytes), make_middleware(metrics)],
@@ -165,6 +172,7 @@ def create_app(settings: Settings) -> web.Application:
     app[CREATORS] = creators
     app[PAYMENTS] = payments
     app[CHAT] = chat
+    app[CALLS] = calls
     if embedded is not None:
         app[EMBEDDED] = embedded
     app[SOCKET_REQUESTS] = SocketRequests()  # in-flight Socket.IO requests, so shutdown can end them
@@ -175,6 +183,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(routes)
     app.add_routes(presence_routes(core, presence))
     app.add_routes(wallet_routes(core, ledger))
+    app.add_routes(call_routes(core, calls))
     # Creator earnings and payouts; the payouts sweeper runs once the stores and the ledger are up.
     payouts = app[PAYOUTS] = Payouts.from_env(db, ledger, payments.providers, settings.env())
     app.add_routes(earnings_routes(core, ledger, creators, payouts))
@@ -192,9 +201,14 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_service_ctx(ledger))
     app.cleanup_ctx.append(_service_ctx(payments))
     app.cleanup_ctx.append(chat.lifecycle())
+    app.cleanup_ctx.append(_service_ctx(calls))
     app.cleanup_ctx.append(_service_ctx(presence))
     app.on_shutdown.append(_drain_sockets)
     return app
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _setup_cors(app: web.Application, settings: Settings) -> None:

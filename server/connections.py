@@ -19,6 +19,7 @@ class ConnectionRegistry(Protocol):
     async def add(self, namespace: str, user_id: str, sid: str, limit: int) -> bool: ...
     async def remove(self, namespace: str, user_id: str, sid: str) -> None: ...
     async def count(self, namespace: str, user_id: str) -> int: ...
+    async def live_sids(self, namespace: str, user_id: str) -> set[str]: ...
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
 
@@ -44,6 +45,9 @@ class LocalConnections:
 
     async def count(self, namespace: str, user_id: str) -> int:
         return len(self._by_user.get((namespace, user_id), ()))
+
+    async def live_sids(self, namespace: str, user_id: str) -> set[str]:
+        return set(self._by_user.get((namespace, user_id), ()))
 
     async def start(self) -> None:
         return None
@@ -121,3 +125,22 @@ class RedisConnections:
 
     async def count(self, namespace: str, user_id: str) -> int:
         return int(await self._redis.hlen(self._key(namespace, user_id)))
+
+    async def live_sids(self, namespace: str, user_id: str) -> set[str]:
+        """Sids of the user on nodes that are alive (`count` may include a dead node's until pruned)."""
+        entries: dict[bytes | str, bytes | str] = await self._redis.hgetall(self._key(namespace, user_id))
+        if not entries:
+            return set()
+        nodes = sorted(set(entries.values()))
+        pipe = self._redis.pipeline(transaction=False)
+        for node in nodes:
+            pipe.exists(self._node_prefix + _text(node))
+        alive = {n for n, up in zip(nodes, await pipe.execute(), strict=True) if up}
+        return {_text(sid) for sid, node in entries.items() if node in alive}
+
+    async def alive(self, node: str) -> bool:
+        return bool(await self._redis.exists(self._node_prefix + node))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

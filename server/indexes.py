@@ -10,6 +10,7 @@ from billing import ledger, payouts, purchases, webhooks
 from server import blocks, users
 from server.chat import store as chat_store
 from server.presence import archive as presence_archive
+from signaling import store as call_store
 
 
 async def ensure_all(db: AsyncDatabase[dict[str, Any]]) -> None:
@@ -21,3 +22,4 @@ async def ensure_all(db: AsyncDatabase[dict[str, Any]]) -> None:
     await webhooks.ensure_indexes(db)
     await chat_store.ensure_indexes(db)
     await presence_archive.ensure_indexes(db)
+    await call_store.ensure_indexes(db)

@@ -29,6 +29,10 @@ class Metrics:
         self.http_requests = Counter(
             "pairly_http_requests_total", "REST requests", ["method", "route", "status"], registry=r
         )
+        self.call_tick_drift = Histogram(
+            "pairly_call_tick_drift_seconds", "Lateness of call minute ticks against their boundary",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0), registry=r
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -48,6 +48,10 @@ class LocalManager(socketio.AsyncManager):  # type: ignore[misc]
         for sid in sids:
             await self.server.disconnect(sid, namespace=namespace, ignore_queue=True)
 
+    async def emit_to_node(self, node: str, sid: str, event: str, data: Any, namespace: str) -> None:
+        """Emit to one socket that lives on `node` (this process: the only node)."""
+        await socketio.AsyncManager.emit(self, event, data, namespace, room=sid)
+
     def local_room_size(self, room: str, namespace: str) -> int:
         return len(self.rooms.get(namespace, {}).get(room, ()))
 
@@ -70,10 +74,13 @@ class RoutedRedisManager(LocalManager):
     def _channel(self, namespace: str, room: str) -> str:
         return f"{self._prefix}:room:{namespace}:{room}"
 
+    def _node_channel(self, node: str) -> str:
+        return f"{self._prefix}:to-node:{node}"
+
     # -- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
         self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-        await self._pubsub.subscribe(self._broadcast)
+        await self._pubsub.subscribe(self._broadcast, self._node_channel(self.host_id))
         self._listener = asyncio.create_task(listen(self._pubsub, self._handle, what="routing"))
         self._writer = asyncio.create_task(self._write())
 
@@ -135,6 +142,14 @@ class RoutedRedisManager(LocalManager):
             self._queue(channel, {"m": "emit", "e": event, "d": data, "t": isinstance(data, tuple),
                                   "n": namespace, "r": room, "s": skip_sid})
         await super().emit(event, data, namespace, room=room, skip_sid=skip_sid, callback=callback)
+
+    async def emit_to_node(self, node: str, sid: str, event: str, data: Any, namespace: str) -> None:
+        """Emit to one socket on any node: locally, or through that node's own channel."""
+        if node == self.host_id:
+            await socketio.AsyncManager.emit(self, event, data, namespace, room=sid)
+            return
+        self._queue(self._node_channel(node), {"m": "emit", "e": event, "d": data, "t": isinstance(data, tuple),
+                                               "n": namespace, "r": sid, "s": None})
 
     async def disconnect_room(self, room: str, namespace: str) -> None:
         self._queue(self._channel(namespace, room), {"m": "disconnect", "n": namespace, "r": room})
