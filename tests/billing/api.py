@@ -38,14 +38,14 @@ class Api:
     async def post(self, path: str, body: Any = None, **kwargs: Any) -> tuple[int, Any]:
         return await self.request("POST", path, body, **kwargs)
 
-    async def pages(self, path: str, limit: int) -> list[list[Any]]:
+    async def pages(self, path: str, limit: int, items: str = "entries") -> list[list[Any]]:
         """Every page of a newest-first listing, following `next` cursors until it is null."""
         pages: list[list[Any]] = []
         cursor = None
         while True:
             status, body = await self.get(f"{path}?limit={limit}" + (f"&before={cursor}" if cursor else ""))
             assert status == 200, body
-            pages.append(body["entries"])
+            pages.append(body[items])
             cursor = body["next"]
             if cursor is None:
                 return pages
