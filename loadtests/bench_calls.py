@@ -300,7 +300,9 @@ async def bounded(items: list[T], work: Callable[[T], Awaitable[None]], limit: i
 
 
 def _error(ack: Any) -> str:
-    return f"{ack['error']['code']}: {ack['error']['message']}" if isinstance(ack, dict) and "error" in ack else repr(ack)
+    if isinstance(ack, dict) and "error" in ack:
+        return f"{ack['error']['code']}: {ack['error']['message']}"
+    return repr(ack)
 
 
 # -- the run ----------------------------------------------------------------------------------------

@@ -100,7 +100,10 @@ def create_app(settings: Settings) -> web.Application:
     block_events: BlockEvents
     if redis is not None:
         manager = RoutedRedisManager(redis, settings.redis_prefix, settings.node_id)
-        connections = RedisConnections(redis, settings.redis_prefix, settings.node_id)
+        # A node whose liveness key is older than this is dead: its connections stop counting and
+        # another node takes its calls over.
+        connections = RedisConnections(redis, settings.redis_prefix, settings.node_id,
+                                       ttl_s=settings.env().number("PAIRLY_NODE_TTL_S", 15.0, min_value=1.0))
         limiter = RedisRateLimiter(redis, settings.redis_prefix)
         block_events = RedisBlockEvents(redis, settings.redis_prefix, settings.node_id)
     else:
