@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+
 import aiohttp
 
 from server.app import LEDGER
 from tests.billing.api import Api
 from tests.server.call.conftest import CALL, call_env, ended, fund, ok, until
 from tests.support.apps import make_settings, running_app
-from tests.support.clients import connect, token_for
+from tests.support.clients import Client, connect, token_for
+
+
+def incoming(client: Client, call_id: str) -> bool:
+    return any(e["call_id"] == call_id for e in client.received(CALL, "call:incoming"))
 
 
 async def test_history_lists_own_calls_newest_first_with_pages(base_env) -> None:
@@ -21,14 +27,14 @@ async def test_history_lists_own_calls_newest_first_with_pages(base_env) -> None
         for media in ("audio", "video", "audio"):
             call_id = (await ok(a, "call:invite", {"to": "hi-bob", "media": media}))["call_id"]
             ids.append(call_id)
-            await until(lambda cid=call_id: [e for e in b.received(CALL, "call:incoming") if e["call_id"] == cid])
+            await until(functools.partial(incoming, b, call_id))
             if media == "video":
                 await ok(b, "call:accept", {"call_id": call_id})
-                await until(lambda cid=call_id: a.received(CALL, "call:billed"))
+                await until(functools.partial(a.received, CALL, "call:billed"))
                 await ok(a, "call:end", {"call_id": call_id})
             else:
                 await ok(b, "call:reject", {"call_id": call_id})
-            await until(lambda cid=call_id: ended(a, cid))
+            await until(functools.partial(ended, a, call_id))
         await a.close()
         await b.close()
 

@@ -4,6 +4,7 @@ to every device of both parties — with the ledger, the records and the holds a
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 from billing import accounts
@@ -19,6 +20,10 @@ async def books_agree(app: RunningApp) -> None:
     assert report.ok, report
     audit = await audit_calls(app.app[CORE].db)
     assert audit.ok, audit.problems
+
+
+def both_ended(a: Any, b: Any, call_id: str) -> bool:
+    return bool(ended(a, call_id) and ended(b, call_id))
 
 
 async def call_doc(app: RunningApp, call_id: str) -> dict[str, Any]:
@@ -83,7 +88,7 @@ async def test_reject_cancel_and_ring_timeout_release_the_hold(app_server, clien
     missed = await ring(a, b, "lr-bob", media="video")
     await until(lambda: ended(a, missed), timeout=8)  # PAIRLY_CALL_RING_TIMEOUT_S=3
     for call_id, reason in ((rejected, "rejected"), (cancelled, "cancelled"), (missed, "missed")):
-        await until(lambda cid=call_id: ended(a, cid) and ended(b, cid))
+        await until(functools.partial(both_ended, a, b, call_id))
         assert ended(a, call_id) == ended(b, call_id) == [
             {"call_id": call_id, "reason": reason, "duration_s": 0, "billed_minutes": 0, "credits": 0}]
         assert await ledger.balance(accounts.hold(hold_key(call_id))) == 0

@@ -5,6 +5,7 @@ its connection may come back within the reconnect grace and re-offer."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -70,7 +71,7 @@ async def test_signals_reach_the_other_party_only_and_bad_ones_change_nothing(ap
 
 
 async def test_signals_per_second_per_call_are_limited(app_server, clients) -> None:
-    a, b, call_id = await accepted(app_server, clients, "rr-ann", "rr-bob")
+    a, _b, call_id = await accepted(app_server, clients, "rr-ann", "rr-bob")
     sig = {"call_id": call_id, "type": "renegotiate", "payload": {"sdp": "v=0"}}
     acks = await asyncio.gather(*[a.call(CALL, "call:signal", sig) for _ in range(30)])
     codes = [x["ok"] or x["error"]["code"] for x in acks]
@@ -111,7 +112,7 @@ async def test_an_offline_callee_is_pushed_and_a_missed_call_too(base_env) -> No
     from server.store import free_port
     from tests.support.apps import make_settings, running_app
 
-    jobs: list[dict] = []
+    jobs: list[dict[str, Any]] = []
 
     async def receive(request: web.Request) -> web.Response:
         jobs.append(await request.json())
