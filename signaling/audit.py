@@ -29,9 +29,10 @@ class CallAudit:
 
 async def audit_calls(db: AsyncDatabase[Doc]) -> CallAudit:
     minutes: dict[str, dict[int, int]] = defaultdict(dict)
-    async for e in db["ledger"].find({"k": MINUTE_KIND}, {"ref": 1, "meta": 1}):
-        meta = e.get("meta") or {}
-        minutes[str(e.get("ref"))][int(meta.get("minute", 0))] = int(meta.get("credits", 0))
+    # Minutes charged by calls carry their call in `meta` (other tools may use the kind for holds).
+    async for e in db["ledger"].find({"k": MINUTE_KIND, "meta.call": {"$exists": True}}, {"meta": 1}):
+        meta = e["meta"]
+        minutes[str(meta["call"])][int(meta.get("minute", 0))] = int(meta.get("credits", 0))
     report = CallAudit()
     seen: set[str] = set()
     async for call in db["calls"].find({}, {"billed_minutes": 1, "credits": 1, "settled": 1}):
