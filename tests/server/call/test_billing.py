@@ -17,9 +17,9 @@ async def books_agree(app) -> None:
     assert audit.ok, audit.problems
 
 
-async def start_call(app, clients, caller: str, callee: str, media: str = "audio"):
+async def start_call(app, clients, caller: str, callee: str, media: str = "audio", **callee_token):
     a = await clients(app, caller, namespaces=[CALL])
-    b = await clients(app, callee, namespaces=[CALL])
+    b = await clients(app, callee, namespaces=[CALL], **callee_token)
     call_id = (await ok(a, "call:invite", {"to": callee, "media": media}))["call_id"]
     await until(lambda: b.received(CALL, "call:incoming"))
     await ok(b, "call:accept", {"call_id": call_id})
@@ -73,7 +73,7 @@ async def test_calling_a_creator_pays_their_rate_and_splits_each_minute(app_serv
     prep = await ok(prep_client, "call:prepare", {"to": "bk-star", "media": "audio"})
     assert prep["rate_per_minute"] == 7 and prep["affordable_minutes"] == 14
     await prep_client.close()
-    a, b, call_id = await start_call(app_server, clients, "bk-fan", "bk-star")
+    a, b, call_id = await start_call(app_server, clients, "bk-fan", "bk-star", roles=["user", "creator"])
     # A rate change during the call applies to the next call, never this one.
     await creators.set_rates("bk-star", {"audio_per_minute": 20})
     await until(lambda: len(billed(a, call_id)) >= 2)
@@ -83,6 +83,10 @@ async def test_calling_a_creator_pays_their_rate_and_splits_each_minute(app_serv
     earned = await ledger.balance(accounts.earnings("bk-star"))
     # 60 % of each 7-credit minute by the carry rule: never a credit created or lost.
     assert earned == (60 * e["credits"]) // 100
+    # The new rate applies from the next call.
+    nxt = await ok(a, "call:invite", {"to": "bk-star", "media": "audio"})
+    assert nxt["rate_per_minute"] == 20
+    await ok(a, "call:cancel", {"call_id": nxt["call_id"]})
     await books_agree(app_server)
 
 
