@@ -363,14 +363,21 @@ async def main_async(args: argparse.Namespace) -> int:
 
             async def set_up(call: Call) -> None:
                 t0 = time.monotonic()
-                ack = await caller_of[callers[call.index]].call("call:invite", {"to": callees[call.index],
-                                                                                "media": "audio"})
+                try:
+                    ack = await caller_of[callers[call.index]].call(
+                        "call:invite", {"to": callees[call.index], "media": "audio"}, timeout=60)
+                except TimeoutError:
+                    ack = {"error": {"code": "no ack", "message": "within 60 s"}}
                 if not ack.get("ok"):
                     failures[f"invite {_error(ack)}"] = failures.get(f"invite {_error(ack)}", 0) + 1
                     return
                 call.call_id = ack["call_id"]
                 bench.calls[call.call_id] = call
-                ack = await callee_of[callees[call.index]].call("call:accept", {"call_id": call.call_id})
+                try:
+                    ack = await callee_of[callees[call.index]].call("call:accept", {"call_id": call.call_id},
+                                                                    timeout=60)
+                except TimeoutError:
+                    ack = {"error": {"code": "no ack", "message": "within 60 s"}}
                 if not ack.get("ok"):
                     failures[f"accept {_error(ack)}"] = failures.get(f"accept {_error(ack)}", 0) + 1
                     return
@@ -378,7 +385,7 @@ async def main_async(args: argparse.Namespace) -> int:
                 setup_lat.append(call.accepted_at - t0)
 
             started = time.monotonic()
-            await asyncio.wait_for(bounded(state, set_up, args.setup_inflight), max(120.0, n / 10))
+            await asyncio.wait_for(bounded(state, set_up, args.setup_inflight), max(300.0, n / 10))
             setup_s = time.monotonic() - started
             live = [c for c in state if c.accepted_at]
             print(f"set up {len(live)}/{n} calls in {setup_s:.1f} s ({len(live) / setup_s:.0f} calls/s; invite+accept "
@@ -423,17 +430,28 @@ async def main_async(args: argparse.Namespace) -> int:
             if bench.ended_count >= bench.expect_ended:
                 bench.all_ended.set()
             end_failures: dict[str, int] = {}
+            stuck: list[Call] = []
 
             async def end(call: Call) -> None:
-                ack = await caller_of[callers[call.index]].call("call:end", {"call_id": call.call_id})
+                try:
+                    ack = await caller_of[callers[call.index]].call("call:end", {"call_id": call.call_id},
+                                                                    timeout=60)
+                except TimeoutError:
+                    ack = {"error": {"code": "no ack", "message": "within 60 s"}}
                 if not ack.get("ok"):
                     end_failures[_error(ack)] = end_failures.get(_error(ack), 0) + 1
+                    stuck.append(call)
 
             started = time.monotonic()
-            await asyncio.wait_for(bounded(live, end, INFLIGHT), max(120.0, n / 20))
+            await asyncio.wait_for(bounded(live, end, INFLIGHT), max(300.0, n / 10))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(bench.all_ended.wait(), 30)
             end_s = time.monotonic() - started
+            for call in stuck[:5]:  # what the records say about calls whose end was not acknowledged
+                headers = {"Authorization": f"Bearer {mint_token(SECRET, callers[call.index], ttl_s=3600)}"}
+                async with session.get(f"{node.url}/api/calls/history?limit=1", headers=headers,
+                                       timeout=aiohttp.ClientTimeout(total=30)) as resp:
+                    print(f"unacknowledged end: {call.call_id} -> {resp.status} {await resp.text()}", flush=True)
             both = sum(1 for c in live if len(c.ended) == 2)
             same = sum(1 for c in live if c.ended.get("caller", {}).get("billed_minutes") == c.last_minute)
             plus_one = sum(1 for c in live if c.ended.get("caller", {}).get("billed_minutes") == c.last_minute + 1)
@@ -512,7 +530,10 @@ async def main_async(args: argparse.Namespace) -> int:
                 await asyncio.wait_for(client.close(), 1)
         node.stop()
         _report_log(node.log_path)
-        shutil.rmtree(data_dir, ignore_errors=True)
+        if args.keep_data:
+            print(f"kept {data_dir} (server.log, the store's files)", flush=True)
+        else:
+            shutil.rmtree(data_dir, ignore_errors=True)
     return 0 if ok else 1
 
 
@@ -538,6 +559,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="length of the idle and billed windows")
     parser.add_argument("--setup-inflight", type=int, default=20,
                         help="invite+accept pairs in flight during set-up (more only queues: same calls/s)")
+    parser.add_argument("--keep-data", action="store_true", help="keep the temporary data dir (server log, store)")
     args = parser.parse_args()
     raise_nofile()
     # SIGTERM ends the run like Ctrl-C: through the finally blocks that stop the server.

@@ -155,6 +155,64 @@ def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _sessions(settings: Settings, args: argparse.Namespace) -> int:
+    """`revoke` / `ban` / `unban`: write the cut-off to the store; every running node polls it and
+    disconnects the affected sockets within PAIRLY_SESSION_POLL_S. Works beside running nodes, on the
+    embedded store of a running `make run` too."""
+    import datetime as dt
+
+    from config.errors import AppError
+    from server.revocation import RevocationStore
+    from server.sessions import SessionControl
+    from server.store import EmbeddedStore, make_client, redact, wait_until_reachable
+    from server.users import UserStore
+
+    storage = str((settings.data_dir / "db").resolve())
+    running = None
+    if settings.mongo_url is None and _embedded_owner(storage) is not None:
+        running = int(Path(storage + ".port").read_text().strip())
+
+    async def run() -> int:
+        url, embedded = settings.mongo_url, None
+        if url is None:
+            if running is not None:
+                url = f"mongodb://127.0.0.1:{running}/?directConnection=true&retryWrites=false"
+            else:
+                embedded = EmbeddedStore(storage, log_path=settings.data_dir / "db.log")
+                embedded.start()
+                url = embedded.url
+        client = make_client(url, timeout_s=min(5.0, settings.store_connect_timeout_s))
+        try:
+            await wait_until_reachable(client, settings.store_connect_timeout_s, redact(url))
+            db = client[settings.mongo_db]
+            control = SessionControl(db, UserStore(db), RevocationStore(db))
+            if args.command == "revoke" and args.jti:
+                await control.revoke_token(args.jti, args.exp)
+                print(f"revoked token {args.jti}")
+            elif args.command == "revoke":
+                await control.revoke_user(args.user)
+                print(f"revoked every session of {args.user}")
+            elif args.command == "ban":
+                until = dt.datetime.fromisoformat(args.until) if args.until else None
+                if until is not None and until.tzinfo is None:
+                    until = until.replace(tzinfo=dt.UTC)
+                await control.ban(args.user, args.reason, until)
+                print(f"banned {args.user}" + (f" until {until.isoformat()}" if until else ""))
+            else:
+                await control.unban(args.user)
+                print(f"unbanned {args.user}")
+            return 0
+        except (AppError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        finally:
+            await client.close()
+            if embedded is not None:
+                embedded.stop()
+
+    return asyncio.run(run())
+
+
 def _embedded_owner(storage: str) -> int | None:
     """The pid of a live server whose embedded store holds `storage`, else None (an orphaned store
     left by a killed server is not an owner: starting the store again reaps it)."""
@@ -181,6 +239,17 @@ def main(argv: list[str] | None = None) -> int:
     reconcile.add_argument("--offline", action="store_true",
                            help="no node is writing: one exact pass instead of repeated live passes")
     reconcile.add_argument("--json", action="store_true", help="print the report as JSON")
+    revoke = sub.add_parser("revoke", help="cut off a token (--jti) or every session of a user (--user)")
+    which = revoke.add_mutually_exclusive_group(required=True)
+    which.add_argument("--jti")
+    which.add_argument("--user")
+    revoke.add_argument("--exp", type=float, help="the token's exp (unix seconds): how long to keep the entry")
+    ban = sub.add_parser("ban", help="ban a user: live sockets cut off, connects and REST refused")
+    ban.add_argument("--user", required=True)
+    ban.add_argument("--reason", required=True)
+    ban.add_argument("--until", help="ISO 8601 time the ban lifts by itself (UTC if no offset)")
+    unban = sub.add_parser("unban", help="lift a ban")
+    unban.add_argument("--user", required=True)
     args = parser.parse_args(argv)
 
     try:
@@ -193,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings)  # to stderr: stdout carries the reconcile report
     if args.command == "reconcile":
         return _reconcile(settings, args)
+    if args.command in ("revoke", "ban", "unban"):
+        return _sessions(settings, args)
     return _run(settings)
 
 

@@ -51,6 +51,7 @@ from server.presence import build_presence
 from server.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from server.revocation import RevocationStore
 from server.routing import LocalManager, RoutedRedisManager
+from server.sessions import SessionControl, SessionWatcher, local_kicker
 from server.shutdown import SocketRequests, drain_sockets
 from server.store import EmbeddedStore, StoreUnavailable, make_client, redact, wait_until_reachable
 from server.transports import TransportGuard
@@ -71,6 +72,7 @@ PAYMENTS = web.AppKey("payments", Payments)
 EMBEDDED = web.AppKey("embedded_store", EmbeddedStore)
 CHAT = web.AppKey("chat", ChatRuntime)
 CALLS = web.AppKey("calls", CallService)
+SESSIONS = web.AppKey("sessions", SessionControl)
 SOCKET_REQUESTS = web.AppKey("socket_requests", SocketRequests)
 # Share of PAIRLY_SHUTDOWN_TIMEOUT_S for telling clients and closing their transports; the rest is for
 # the cleanup contexts (presence, chat, ledger, stores, embedded store).
@@ -124,7 +126,7 @@ def create_app(settings: Settings) -> web.Application:
         engineio_logger=False,
     )
     users = UserStore(db)
-    revocations = RevocationStore(db, redis, settings.redis_prefix)
+    revocations = RevocationStore(db)
     core = Core(
         settings=settings,
         metrics=metrics,
@@ -154,15 +156,23 @@ def create_app(settings: Settings) -> web.Application:
     payments = Payments.from_env(db, ledger, pricing.packages, settings.env(), production=settings.is_production)
 
     chat = build_chat(core, ledger, creators)
-    sio.register_namespace(ChatNamespace("/chat", core, chat.service))
+    chat_namespace = ChatNamespace("/chat", core, chat.service)
+    sio.register_namespace(chat_namespace)
     presence = build_presence(settings, db, redis, SocketFanout(sio), metrics.registry)
     core.activity = presence.activity
     block_events.subscribe(presence.block_changed)  # blocks made on any node apply to live subscriptions
-    sio.register_namespace(PresenceNamespace("/presence", core, presence))
+    presence_namespace = PresenceNamespace("/presence", core, presence)
+    sio.register_namespace(presence_namespace)
     calls = build_calls(core, manager, connections, ledger, creators, chat.push, IceConfig.from_env(settings.env()))
     block_events.subscribe(lambda change: calls.block_changed(change.blocker, change.blocked)
                            if change.now_blocked else _nothing())
-    sio.register_namespace(CallNamespace("/call", core, calls))
+    call_namespace = CallNamespace("/call", core, calls)
+    sio.register_namespace(call_namespace)
+    # Revocations and bans reach live sockets on every node (server/sessions.py).
+    sessions = SessionControl(db, users, revocations)
+    watcher = SessionWatcher(db, local_kicker(sio, [chat_namespace, presence_namespace, call_namespace],
+                                              on_ban=calls.end_user_call),
+                             poll_s=env.number("PAIRLY_SESSION_POLL_S", 0.5, min_value=0.05))
 
     app = web.Application(
         middlewares=[oversized_polling_refusal(settings.limits.max_frame_bytes), make_middleware(metrics)],
@@ -176,6 +186,7 @@ def create_app(settings: Settings) -> web.Application:
     app[PAYMENTS] = payments
     app[CHAT] = chat
     app[CALLS] = calls
+    app[SESSIONS] = sessions
     if embedded is not None:
         app[EMBEDDED] = embedded
     app[SOCKET_REQUESTS] = SocketRequests()  # in-flight Socket.IO requests, so shutdown can end them
@@ -205,6 +216,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_service_ctx(payments))
     app.cleanup_ctx.append(chat.lifecycle())
     app.cleanup_ctx.append(_service_ctx(calls))
+    app.cleanup_ctx.append(_service_ctx(watcher))
     app.cleanup_ctx.append(_service_ctx(presence))
     app.on_shutdown.append(_drain_sockets)
     return app

@@ -7,7 +7,7 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 
 from billing import ledger, payouts, purchases, webhooks
-from server import blocks, users
+from server import blocks, sessions, users
 from server.chat import store as chat_store
 from server.presence import archive as presence_archive
 from signaling import store as call_store
@@ -15,6 +15,7 @@ from signaling import store as call_store
 
 async def ensure_all(db: AsyncDatabase[dict[str, Any]]) -> None:
     await users.ensure_indexes(db)
+    await sessions.ensure_indexes(db)
     await blocks.ensure_indexes(db)
     await ledger.ensure_indexes(db)
     await purchases.ensure_indexes(db)

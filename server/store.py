@@ -120,6 +120,8 @@ class EmbeddedStore:
         )
         if self._pidfile is not None:
             self._pidfile.write_text(str(self._proc.pid))
+            # Operator commands (`python -m server ban ...`) reach a running server's store through it.
+            Path(self.storage + ".port").write_text(str(self.port))
 
     def _oplog_args(self) -> list[str]:
         # 0: no oplog at all (a standalone server: nothing of ours reads the oplog, and transactions,

@@ -35,13 +35,16 @@ class UserStore:
 
     async def status(self, user_id: str) -> UserStatus:
         doc = await self._users.find_one(
-            {"_id": user_id}, projection={"banned": 1, "tokens_valid_after": 1}
+            {"_id": user_id}, projection={"banned": 1, "banned_until": 1, "tokens_valid_after": 1}
         )
         if doc is None:
             return UserStatus(banned=False, tokens_valid_after=None)
         after = doc.get("tokens_valid_after")
+        until = doc.get("banned_until")
+        if isinstance(until, dt.datetime) and until.tzinfo is None:
+            until = until.replace(tzinfo=dt.UTC)
         return UserStatus(
-            banned=bool(doc.get("banned")),
+            banned=bool(doc.get("banned")) and not (isinstance(until, dt.datetime) and until <= _now()),
             tokens_valid_after=after.timestamp() if isinstance(after, dt.datetime) else None,
         )
 
@@ -61,10 +64,13 @@ class UserStore:
     async def get(self, user_id: str) -> Doc | None:
         return await self._users.find_one({"_id": user_id})
 
-    async def set_banned(self, user_id: str, banned: bool, reason: str | None = None) -> None:
+    async def set_banned(self, user_id: str, banned: bool, reason: str | None = None, *,
+                         until: dt.datetime | None = None) -> None:
+        """Ban (until `until`, or for good) or lift a ban. An expired ban lifts itself at the next check."""
         await self._users.update_one(
             {"_id": user_id},
-            {"$set": {"banned": banned, "ban_reason": reason, "ban_changed_at": _now()}},
+            {"$set": {"banned": banned, "ban_reason": reason, "banned_until": until if banned else None,
+                      "ban_changed_at": _now()}},
             upsert=True,
         )
 

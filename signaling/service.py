@@ -264,6 +264,11 @@ class CallService:
         ended = await self._end(call_id, "ended_by_admin", OPEN)
         return None if ended is None else ended_payload(ended)
 
+    async def end_user_call(self, user: str) -> Doc | None:
+        """End the call `user` is in or ringing in, if any (`ended_by_admin`: a ban)."""
+        call_id = await self.store.slot(user)
+        return None if call_id is None else await self.end_by_admin(call_id)
+
     async def history(self, user: str, before: str | None, limit: int) -> tuple[list[Doc], str | None]:
         docs = await self.store.history(user, before, limit + 1)
         more = len(docs) > limit
