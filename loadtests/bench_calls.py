@@ -48,6 +48,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -385,7 +386,17 @@ async def main_async(args: argparse.Namespace) -> int:
                 setup_lat.append(call.accepted_at - t0)
 
             started = time.monotonic()
-            await asyncio.wait_for(bounded(state, set_up, args.setup_inflight), max(300.0, n / 10))
+
+            async def progress() -> None:
+                while True:
+                    await asyncio.sleep(15)
+                    print(f"  ... {len(setup_lat)} calls accepted after {time.monotonic() - started:.0f} s", flush=True)
+
+            reporter = asyncio.create_task(progress())
+            try:
+                await asyncio.wait_for(bounded(state, set_up, args.setup_inflight), max(300.0, n / 10))
+            finally:
+                reporter.cancel()
             setup_s = time.monotonic() - started
             live = [c for c in state if c.accepted_at]
             print(f"set up {len(live)}/{n} calls in {setup_s:.1f} s ({len(live) / setup_s:.0f} calls/s; invite+accept "
@@ -453,8 +464,12 @@ async def main_async(args: argparse.Namespace) -> int:
                                        timeout=aiohttp.ClientTimeout(total=30)) as resp:
                     print(f"unacknowledged end: {call.call_id} -> {resp.status} {await resp.text()}", flush=True)
             both = sum(1 for c in live if len(c.ended) == 2)
-            same = sum(1 for c in live if c.ended.get("caller", {}).get("billed_minutes") == c.last_minute)
-            plus_one = sum(1 for c in live if c.ended.get("caller", {}).get("billed_minutes") == c.last_minute + 1)
+            # billed_minutes in call:ended - the last call:billed minute the caller saw (the end charges
+            # the minutes begun before it that no tick charged yet, without a call:billed)
+            extra = Counter(int(c.ended["caller"]["billed_minutes"]) - c.last_minute
+                            for c in live if "caller" in c.ended)
+            disagree = {k: v for k, v in extra.items() if k not in (0, 1)}
+            ended_reasons = Counter(str(c.ended.get("caller", {}).get("reason")) for c in live)
             credits = sum(int(c.ended.get("caller", {}).get("credits", 0)) for c in live)
             minutes = sum(int(c.ended.get("caller", {}).get("billed_minutes", 0)) for c in live)
 
@@ -514,9 +529,10 @@ async def main_async(args: argparse.Namespace) -> int:
             else:
                 print("one node: the ticking cost is below the noise of this run (billed CPU <= idle CPU); "
                       "rerun with more --calls or --seconds")
-            print(f"end: {both}/{len(live)} calls got call:ended on both sides in {end_s:.1f} s; billed_minutes == "
-                  f"last call:billed minute for {same}, +1 (a minute begun before the end, charged by it) for "
-                  f"{plus_one}, other {len(live) - same - plus_one}; {minutes} minutes, {credits} credits"
+            print(f"end: {both}/{len(live)} calls got call:ended on both sides in {end_s:.1f} s "
+                  f"({len(live) / end_s:.0f}/s), reasons {dict(ended_reasons)}; billed_minutes == last call:billed "
+                  f"minute for {extra.get(0, 0)}, +1 (a minute begun before the end, charged by it) for "
+                  f"{extra.get(1, 0)}, other {dict(sorted(disagree.items()))}; {minutes} minutes, {credits} credits"
                   + (f"; end failures={end_failures}" if end_failures else "")
                   + (f"; other events={bench.stray}" if bench.stray else ""), flush=True)
             for client in clients:
@@ -530,11 +546,28 @@ async def main_async(args: argparse.Namespace) -> int:
                 await asyncio.wait_for(client.close(), 1)
         node.stop()
         _report_log(node.log_path)
+        if ok or args.keep_data:
+            reconcile(node, data_dir)
         if args.keep_data:
             print(f"kept {data_dir} (server.log, the store's files)", flush=True)
         else:
             shutil.rmtree(data_dir, ignore_errors=True)
     return 0 if ok else 1
+
+
+def reconcile(node: Node, data_dir: str) -> None:
+    """`python -m server reconcile` on the store the run left: the books balance, and every settled
+    call's record matches the minutes the ledger charged."""
+    env = {**os.environ, "PAIRLY_DATA_DIR": data_dir, "MONGO_URL": "", "REDIS_URL": "", "PAIRLY_JWT_SECRET": SECRET,
+           "PAIRLY_LOG_LEVEL": "warning"}
+    try:
+        done = subprocess.run([sys.executable, "-m", "server", "reconcile"], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=600)
+    except subprocess.TimeoutExpired:
+        print("reconcile: no answer within 600 s", flush=True)
+        return
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    print(f"reconcile (exit {done.returncode}): " + " | ".join(lines[:12]), flush=True)
 
 
 def _report_log(path: Path) -> None:

@@ -93,8 +93,12 @@ def create_app(settings: Settings) -> web.Application:
     db = mongo[settings.mongo_db]
     # A blocking pool: a burst (a reconnect storm) waits for a free connection instead of failing
     # with MaxConnectionsError, which redis-py's default pool raises past 100 commands in flight.
-    redis = (Redis.from_pool(BlockingConnectionPool.from_url(settings.redis_url, max_connections=100, timeout=10))
-             if settings.redis_url else None)
+    # A connect timeout bounds how long a request waits for an unreachable Redis (it then answers
+    # `unavailable`, server/errormap.py). No read timeout: the pub/sub connections idle by design.
+    redis_timeout = settings.env().number("PAIRLY_REDIS_CONNECT_TIMEOUT_S", 2.0, min_value=0.1)
+    redis = (Redis.from_pool(BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=100, timeout=10, socket_connect_timeout=redis_timeout,
+        health_check_interval=30)) if settings.redis_url else None)
 
     manager: LocalManager
     connections: ConnectionRegistry

@@ -10,8 +10,11 @@ from typing import Any
 
 import structlog
 from aiohttp import web
+from pymongo.errors import ConnectionFailure
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from config.errors import AppError, RateLimited
+from config.errors import AppError, RateLimited, Unavailable
 
 log = structlog.get_logger(__name__)
 
@@ -28,8 +31,20 @@ def _extra(exc: AppError) -> dict[str, Any]:
     return {}
 
 
+# A store or Redis that cannot be reached is the client's `unavailable` (retry later), never `internal`.
+OUTAGES = (ConnectionFailure, RedisConnectionError, RedisTimeoutError)
+
+
+def as_app_error(exc: BaseException) -> BaseException:
+    if isinstance(exc, OUTAGES):
+        log.warning("backend_unavailable", error=type(exc).__name__, detail=str(exc)[:200])
+        return Unavailable("a backing service is unavailable; retry shortly")
+    return exc
+
+
 def ack_error(exc: BaseException) -> dict[str, Any]:
     """`{"ok": false, "error": {...}}` for an exception raised by a socket handler."""
+    exc = as_app_error(exc)
     if isinstance(exc, AppError):
         return {"ok": False, "error": error_body(exc.code, exc.message, **_extra(exc))}
     log.error("handler_failed", exc_info=exc)
@@ -38,6 +53,7 @@ def ack_error(exc: BaseException) -> dict[str, Any]:
 
 def http_error(exc: BaseException) -> web.Response:
     """`{"error": {...}}` with the matching HTTP status."""
+    exc = as_app_error(exc)
     if isinstance(exc, AppError):
         headers = {}
         if isinstance(exc, RateLimited):

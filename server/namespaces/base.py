@@ -20,7 +20,7 @@ import structlog
 from config.errors import AppError, InvalidPayload, RateLimited, TooLarge
 from server.auth import AuthRefused, Identity, token_from
 from server.core import Core
-from server.errormap import ack_error, refusal_data
+from server.errormap import OUTAGES, ack_error, refusal_data
 from server.parser import RESERVED_EVENTS, ClientEvent
 from server.rooms import user_room
 
@@ -103,6 +103,13 @@ class BaseNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             self._metrics.connects_refused.labels(ns, exc.code).inc()
             log.info("connect_refused", code=exc.code, reason=exc.message)
             raise socketio.exceptions.ConnectionRefusedError(exc.message, refusal_data(exc.code, exc.message)) from None
+        except OUTAGES as exc:
+            # The checks could not be made (store or Redis down): refuse with a code the client can
+            # retry on, at once, rather than let the connect time out.
+            self._metrics.connects_refused.labels(ns, "unavailable").inc()
+            log.warning("connect_unavailable", error=type(exc).__name__)
+            message = "service temporarily unavailable; retry shortly"
+            raise socketio.exceptions.ConnectionRefusedError(message, refusal_data("unavailable", message)) from None
         caller = Caller(sid=sid, identity=identity, namespace=ns)
         self.callers[sid] = caller
         await self.enter_room(sid, user_room(identity.user_id))

@@ -23,11 +23,11 @@ def wait_port(port: int, timeout: float = 20.0) -> None:
 
 
 class RedisServer:
-    def __init__(self) -> None:
+    def __init__(self, port: int | None = None) -> None:
         exe = shutil.which("redis-server")
         if exe is None:
             raise RuntimeError("redis-server not found: run the tests through `make test`, which installs it")
-        self.port = free_port()
+        self.port = port or free_port()
         self._dir = tempfile.mkdtemp(prefix="pairly-redis-")
         self._proc = subprocess.Popen(
             [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
