@@ -22,11 +22,14 @@ Phases (each bounded: every request and wait has a timeout, set-up and ends a de
    client-side = arrival of `call:billed` minute n - (accepted_at + (n-1) x interval), with
    accepted_at both the arrival of the accept's ack and the call record's `accepted_at` (read from
    GET /api/calls/history at the end);
-5. ends: every call ended by its caller (`--end-inflight` at a time); both parties must get
-   `call:ended`, whose billed minutes are compared with the last `call:billed` minute the caller saw;
-   the drift during set-up and during the ends is shown too (the node under other load);
-6. `python -m server reconcile` on the store the run left: the books balance and every settled
-   call's record matches the minutes the ledger charged.
+5. ends: every call ended by its caller (`--end-inflight` at a time, none sent after
+   `--end-deadline`); both parties must get `call:ended`, whose billed minutes are compared with the
+   last `call:billed` minute the caller saw; the drift during set-up and during the ends is shown
+   too (the node under other load);
+6. the server stopped: its warning/error records summarised (the first of each kind in full; the
+   log then kept in the temp dir), and `python -m server reconcile` on the store the run left: the
+   books balance and every settled call's record matches the minutes the ledger charged (the data
+   dir is kept when it does not pass, or with `--keep-data`).
 
 The CPU share spent on ticking is steady minus idle (server, and store: the ledger writes happen
 there). The accept ack arrives after the server stamped `accepted_at` (an upper bound of it), so the
@@ -43,6 +46,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -89,7 +93,10 @@ class Node:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def stop(self) -> None:
+    def stop(self) -> str:
+        """SIGTERM (SIGKILL after 30 s); how it went, e.g. 'exit 0 after 2.1 s'."""
+        started = time.monotonic()
+        killed = ""
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -97,9 +104,13 @@ class Node:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        for pid in self.store_pids:  # the server stops its store; this covers a server that did not
+                killed = ", killed after 30 s"
+        left = [pid for pid in self.store_pids if Path(f"/proc/{pid}").exists()]
+        for pid in left:  # the server stops its store; this covers a server that did not
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
+        return (f"exit {self.proc.returncode} after {time.monotonic() - started:.1f} s{killed}"
+                + (f"; store {left} still running: killed" if left else ""))
 
 
 _NODES: list[Node] = []
@@ -478,7 +489,7 @@ async def main_async(args: argparse.Namespace) -> int:
             started = time.monotonic()
             reporter = asyncio.create_task(progress("calls:ended events", lambda: bench.ended_count, started))
             try:
-                ended_started = await bounded(live, end, args.end_inflight, started + args.setup_deadline)
+                ended_started = await bounded(live, end, args.end_inflight, started + args.end_deadline)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(bench.all_ended.wait(), 60)
             finally:
@@ -525,7 +536,7 @@ async def main_async(args: argparse.Namespace) -> int:
         # begun before it that no tick charged yet (without a call:billed), so 0 or 1 unless ticks lag.
         extra = Counter(int(c.ended["caller"]["billed_minutes"]) - c.last_minute for c in live if "caller" in c.ended)
         lagging = {k: v for k, v in sorted(extra.items()) if k not in (0, 1)}
-        reasons = Counter(str(c.ended.get("caller", {}).get("reason")) for c in live)
+        reasons = Counter(str(c.ended["caller"]["reason"]) if "caller" in c.ended else "no call:ended" for c in live)
         minutes = sum(int(c.ended.get("caller", {}).get("billed_minutes", 0)) for c in live)
         credits = sum(int(c.ended.get("caller", {}).get("credits", 0)) for c in live)
 
@@ -555,12 +566,20 @@ async def main_async(args: argparse.Namespace) -> int:
               f"server alone)")
         print(f"per tick: {per_tick * 1e6:.0f} us CPU (server + store), {per_tick_server * 1e6:.0f} us of it in the "
               f"server; server RSS {rss_steady:.0f} MiB with {2 * n} sockets and {len(live)} calls")
-        if per_tick > 0:
-            print(f"one node bills ~{0.05 * 60 / per_tick:,.0f} concurrent calls at a 60 s minute within the 5%-of-"
-                  f"one-core budget (server + store), and ticking alone would fill one core at "
-                  f"~{60 / per_tick:,.0f} calls (the server's event loop at ~{60 / per_tick_server:,.0f}); assumes "
-                  f"the CPU per tick measured here at {ticks_per_s:.0f} ticks/s holds at calls/60 ticks/s, and "
-                  "leaves out the calls' 2 sockets each and their set-up and end")
+        busiest = max(steady.server, steady.store)
+        if ticks_per_s < 0.95 * expected or server_steady.quantile(0.5) > 0.25 * interval or busiest > 90:
+            print(f"NOTE: the node is saturated at {len(live)} calls every {interval:g} s ({ticks_per_s:.0f} ticks/s "
+                  f"done of {expected:.0f} due, server drift p50 {server_steady.quantile(0.5) * 1000:.0f} ms, busiest "
+                  f"process at {busiest:.0f}% of its core): ticks run late, the per-tick figures are at saturation")
+        if per_tick > 0 and tick_store > 0 and per_tick_server > 0:
+            per_tick_store = tick_store / 100 / ticks_per_s
+            bound = min(60 / per_tick_store, 60 / per_tick_server)
+            print(f"one node bills ~{bound:,.0f} concurrent calls at a 60 s minute, ticking alone (the store's "
+                  f"one core full at ~{60 / per_tick_store:,.0f}, the server's event loop at "
+                  f"~{60 / per_tick_server:,.0f}); ~{0.05 * 60 / per_tick:,.0f} within the 5%-of-one-core budget "
+                  f"(server + store). Assumes the CPU per tick measured here ({ticks_per_s:.0f} ticks/s) holds at "
+                  "calls/60 ticks/s; leaves out the 2 "
+                  "sockets per call (idle column) and each call's set-up and end")
         else:
             print("one node: ticking cost below this run's noise (billed CPU <= idle CPU); use more --calls/--seconds")
         print(f"under other load: set-up ({len(live) / setup_s:.1f} calls/s added): server "
@@ -582,21 +601,21 @@ async def main_async(args: argparse.Namespace) -> int:
         for client in clients:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.close(), 1)
-        node.stop()
+        print(f"server stopped: {node.stop()}", flush=True)
         report_log(node.log_path)
+    keep = args.keep_data
     try:
-        if ok or args.keep_data:
-            reconcile(data_dir)
+        keep = not reconcile(data_dir) or keep
     finally:
-        if args.keep_data:
+        if keep:
             print(f"kept {data_dir} (server.log, db.log, the store's files)", flush=True)
         else:
             shutil.rmtree(data_dir, ignore_errors=True)
     return 0 if ok else 1
 
 
-def reconcile(data_dir: str) -> None:
-    """`python -m server reconcile` on the store the run left (the server stopped)."""
+def reconcile(data_dir: str) -> bool:
+    """`python -m server reconcile` on the store the run left (the server stopped); True when it passed."""
     env = {**os.environ, "PAIRLY_DATA_DIR": data_dir, "MONGO_URL": "", "REDIS_URL": "", "PAIRLY_JWT_SECRET": SECRET,
            "PAIRLY_LOG_LEVEL": "warning"}
     try:
@@ -604,20 +623,46 @@ def reconcile(data_dir: str) -> None:
                               text=True, timeout=600)
     except subprocess.TimeoutExpired:
         print("reconcile: no answer within 600 s", flush=True)
-        return
+        return False
     lines = [line.strip() for line in (done.stdout + done.stderr).strip().splitlines()]
-    print(f"reconcile (exit {done.returncode}): " + " | ".join(lines[:12]), flush=True)
+    if done.returncode == 0:
+        print("reconcile (exit 0): " + " | ".join(lines[:12]), flush=True)
+    else:
+        print(f"reconcile (exit {done.returncode}):", flush=True)
+        for line in lines[-30:]:
+            print(f"    {line}", flush=True)
+    return done.returncode == 0
 
 
 def report_log(path: Path) -> None:
+    """Count the server's warning/error records (with their tracebacks); print the first of each kind
+    in full and keep the log outside the data dir."""
     try:
         lines = path.read_text(errors="replace").splitlines()
     except OSError:
         return
-    bad = [line for line in lines if any(w in line.lower() for w in ("error", "exception", "traceback", "warn"))]
-    print(f"server log: {len(lines)} lines, {len(bad)} with warning/error/exception", flush=True)
-    for line in bad[:20]:
-        print(f"  {line}", flush=True)
+    records: list[list[str]] = []
+    for line in lines:
+        if re.match(r"^\d{4}-\d\d-\d\dT", line) or not records:
+            records.append([line])
+        else:
+            records[-1].append(line)
+    bad = [r for r in records if re.search(r"\[(warning|error|critical)", r[0])]
+    kinds: dict[tuple[str, str], list[list[str]]] = {}
+    for record in bad:
+        event = re.sub(r"^\S+\s+\[\s*\w+\s*\]\s*", "", record[0]).split("  ")[0]
+        last = next((line for line in reversed(record) if line.strip()), "")
+        kinds.setdefault((event, last if len(record) > 1 else ""), []).append(record)
+    print(f"server log: {len(lines)} lines, {len(bad)} warning/error records", flush=True)
+    if not bad:
+        return
+    kept = Path(tempfile.gettempdir()) / f"{path.parent.name}-server.log"
+    shutil.copyfile(path, kept)
+    for (event, last), group in kinds.items():
+        print(f"  {len(group)} x {event}{': ' + last.strip() if last else ''}  (first:)", flush=True)
+        for line in group[0][:60]:
+            print(f"    {line}", flush=True)
+    print(f"  full server log kept at {kept}", flush=True)
 
 
 def _interrupt(_signum: int, _frame: Any) -> None:
@@ -632,7 +677,9 @@ def main() -> int:
     parser.add_argument("--setup-inflight", type=int, default=20, help="invite+accept pairs in flight")
     parser.add_argument("--end-inflight", type=int, default=200, help="call:end requests in flight")
     parser.add_argument("--setup-deadline", type=float, default=900.0,
-                        help="seconds after which set-up (and ends) start no new call; the run goes on with those")
+                        help="seconds after which set-up starts no new call; the run goes on with those set up")
+    parser.add_argument("--end-deadline", type=float, default=300.0,
+                        help="seconds after which no new call:end is sent (then 60 s more for call:ended)")
     parser.add_argument("--keep-data", action="store_true", help="keep the temporary data dir (logs, store)")
     args = parser.parse_args()
     raise_nofile()
