@@ -202,7 +202,7 @@ def _sessions(settings: Settings, args: argparse.Namespace) -> int:
                 await control.unban(args.user)
                 print(f"unbanned {args.user}")
             return 0
-        except (AppError, ValueError) as exc:
+        except (AppError, ValueError, StoreUnavailable) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         finally:
