@@ -131,6 +131,20 @@ class GroupCommit(Generic[T, R]):
             await self._commit_once()
         return await future
 
+    async def submit_many(self, items: Sequence[T]) -> list[R | BaseException]:
+        """Queue `items` back to back (nothing else between them, batches taken in order) and wait for
+        all: a caller whose items depend on each other's order (one wallet's minutes) relies on it."""
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[R]] = []
+        for item in items:
+            future: asyncio.Future[R] = loop.create_future()
+            self._queue.append(Pending(item, future))
+            futures.append(future)
+        self._wake.set()
+        if self._runner is None:
+            await self.flush()
+        return list(await asyncio.gather(*futures, return_exceptions=True))
+
     def offer(self, item: T) -> None:
         """Queue an item whose result nobody awaits (committed with the next batch)."""
         self._queue.append(Pending(item, None))

@@ -310,6 +310,14 @@ class Ledger:
             raise InvalidPayload("idempotency key must be 1..200 characters")
         return await self._engine.submit(transfer)
 
+    async def submit_many(self, transfers: Sequence[Transfer]) -> list[Entry | BaseException]:
+        """Transfers queued back to back and applied in this order (each answers alone: an entry or
+        the error it raised) — one wallet's call minutes, where a later one must not pass an earlier one."""
+        for t in transfers:
+            if not t.key or len(t.key) > 200:
+                raise InvalidPayload("idempotency key must be 1..200 characters")
+        return await self._engine.submit_many(transfers)
+
     async def credit(self, user: str, amount: int, key: str, kind: str, ref: str | None = None,
                      meta: Doc | None = None, *, source: str = accounts.PLATFORM_PROMOTIONS) -> Entry:
         """Give `user` credits from `source` (a purchase's clearing account, promotions, ...)."""
@@ -326,7 +334,7 @@ class Ledger:
         rest to platform revenue; without, everything goes to platform revenue.
         """
         _positive(amount)
-        return await self.submit(_spend_transfer(user, amount, key, kind, ref, meta, payee, share_pct, attach,
+        return await self.submit(spend_transfer(user, amount, key, kind, ref, meta, payee, share_pct, attach,
                                                  strict))
 
     async def adjust(self, user: str, delta: int, key: str, kind: str, ref: str | None = None,
@@ -722,7 +730,7 @@ class _Plan:
         return [Entry(e.key, e.kind, e.ref, e.postings, now, e.meta) for e in self._extra]
 
 
-def _spend_transfer(user: str, amount: int, key: str, kind: str, ref: str | None, meta: Doc | None,
+def spend_transfer(user: str, amount: int, key: str, kind: str, ref: str | None, meta: Doc | None,
                     payee: str | None, share_pct: int, attach: tuple[tuple[str, Doc], ...], strict: bool) -> Transfer:
     legs: tuple[Leg, ...] = (Leg(accounts.wallet(user), -amount, checked=True),)
     splits: tuple[Split, ...] = ()

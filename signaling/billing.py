@@ -19,7 +19,7 @@ import math
 from typing import Any
 
 from billing.errors import InsufficientCredits, OperationInFlight
-from billing.ledger import Entry, Ledger, Transfer
+from billing.ledger import Entry, Ledger, Transfer, spend_transfer
 from config.errors import NotFound
 
 MINUTE_KIND = "call_minute"
@@ -83,6 +83,38 @@ class CallBilling:
         except OperationInFlight:
             entry = await self._decided(key)
         return entry if entry is not None and entry.kind == MINUTE_KIND else None
+
+    async def charge_run(self, call_id: str, payer: str, minutes: range, rate: int, media: str,
+                         payee: str | None, share_pct: int) -> tuple[list[Entry], bool]:
+        """Charge consecutive minutes ≥ 2 at one rate in one go (an end catching up on unticked minutes).
+
+        Returns the charges, in order, and whether all were charged; the first minute that could not be
+        paid is voided. The transfers are queued back to back and applied in order on the payer's
+        wallet, so at one rate a later minute is never paid when an earlier one was not.
+        """
+        transfers = []
+        for minute in minutes:
+            key = minute_key(call_id, minute)
+            meta = {"call": call_id, "minute": minute, "media": media, "credits": rate}
+            transfers.append(Transfer(key, MINUTE_KIND, (), call_id, payer, meta=meta, strict=False) if rate == 0
+                             else spend_transfer(payer, rate, key, MINUTE_KIND, call_id, meta, payee, share_pct, (),
+                                                 False))
+        results = await self.ledger.submit_many(transfers)
+        charges: list[Entry] = []
+        for minute, result in zip(minutes, results, strict=True):
+            entry: Entry | None
+            if isinstance(result, InsufficientCredits):
+                entry = await self.void(call_id, payer, minute)
+            elif isinstance(result, OperationInFlight):
+                entry = await self._decided(minute_key(call_id, minute))
+            elif isinstance(result, BaseException):
+                raise result  # settling again later charges from the first undecided minute
+            else:
+                entry = result
+            if entry is None or entry.kind != MINUTE_KIND:
+                return charges, False
+            charges.append(entry)
+        return charges, True
 
     async def void(self, call_id: str, payer: str, minute: int) -> Entry | None:
         """Decide that `minute` is not charged, unless a charge got there first (then return it)."""

@@ -331,21 +331,7 @@ class CallService:
         if doc.get("accepted_at") is not None:
             accepted_ts = ts(doc["accepted_at"])
             due = minutes_started(accepted_ts, ended_ts if catch_up else time.time(), interval)
-            decided = await self.billing.decided(call_id, due + 1)
-            # Minutes are charged in order, so the first one not charged ends the count (and fences
-            # off any later tick: see signaling.billing).
-            for n in range(1, due + 2):
-                entry = decided.get(n)
-                if entry is None:
-                    if catch_up and n <= due:
-                        entry = await self._charge(self._own(doc, n, track=False), n)
-                    else:
-                        entry = await self.billing.void(call_id, doc["caller"], n)
-                elif entry.kind != MINUTE_KIND:
-                    entry = None
-                if entry is None:
-                    break
-                minutes.append(entry)
+            minutes = await self._decide_minutes(doc, due, catch_up=catch_up)
             if not catch_up:
                 ended_ts = min(ended_ts, accepted_ts + len(minutes) * interval)
             duration = max(0.0, ended_ts - accepted_ts)
@@ -363,6 +349,49 @@ class CallService:
                              {"call_id": call_id, "from": doc["caller"], "media": doc["media"]})
         log.info("call_ended", call=call_id, reason=doc["reason"], minutes=len(minutes), credits=totals["credits"])
         return doc
+
+    async def _decide_minutes(self, doc: Doc, due: int, *, catch_up: bool) -> list[Entry]:
+        """Decide minutes 1..due+1 of an ended call; the charged ones, in order.
+
+        Minutes are charged in order, so the first one not charged ends the count and fences off any
+        later tick (see signaling.billing). A catch-up (minutes begun but not ticked, many when ticks
+        ran late under load) charges each run of same-rate minutes in one group commit, not one commit
+        per minute: an end must not queue behind its own backlog.
+        """
+        call_id = doc["_id"]
+        decided = await self.billing.decided(call_id, due + 1)
+        minutes: list[Entry] = []
+        n = 1
+        while n <= due + 1:
+            entry = decided.get(n)
+            if entry is not None:
+                if entry.kind != MINUTE_KIND:
+                    break
+                minutes.append(entry)
+                n += 1
+                continue
+            if not catch_up or n > due:
+                entry = await self.billing.void(call_id, doc["caller"], n)
+            elif n == 1:
+                entry = await self._charge(self._own(doc, 1, track=False), 1)
+            else:
+                t = self._own(doc, n, track=False)
+                end = n
+                while (end < due and decided.get(end + 1) is None
+                       and self._own(doc, end + 1, track=False).media == t.media):
+                    end += 1
+                charged_run, complete = await self.billing.charge_run(
+                    call_id, t.payer, range(n, end + 1), t.rates[t.media], t.media, t.payee, t.share_pct)
+                minutes.extend(charged_run)
+                if not complete:
+                    break
+                n = end + 1
+                continue
+            if entry is None:
+                break
+            minutes.append(entry)
+            n += 1
+        return minutes
 
     def _own(self, doc: Doc, next_minute: int, *, track: bool = True) -> _Ticking:
         """Start ticking a call here from `next_minute` (or, untracked, just the figures to charge it)."""

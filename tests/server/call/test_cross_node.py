@@ -171,3 +171,42 @@ async def until_settled(db: Any, call_id: str) -> dict[str, Any]:
             return dict(doc)
         await asyncio.sleep(0.1)
     raise AssertionError("not settled")
+
+
+async def test_an_end_catches_up_on_minutes_the_owner_never_ticked(nodes, db) -> None:
+    # The owner is frozen (SIGSTOP: alive to its peers, ticking nothing) while minutes go by; the
+    # other node ends the call and charges every minute that began, in runs per rate; once thawed,
+    # the owner's late ticks hit the fence and charge nothing more.
+    n0, n1 = nodes(2, **{**ENV, "PAIRLY_CALL_BILLING_INTERVAL_S": "0.5", "PAIRLY_NODE_TTL_S": "30",
+                         "PAIRLY_SIGNUP_BONUS": "1000"})
+    ann = await join(n0.url, "xc-ann")
+    bob = await join(n1.url, "xc-bob")
+    try:
+        call_id = (await ok(ann, "call:invite", {"to": "xc-bob", "media": "audio"}))["call_id"]
+        await until(lambda: bob.received(CALL, "call:incoming"))
+        await ok(bob, "call:accept", {"call_id": call_id})  # n1 owns the call
+        await until(lambda: len(billed(ann, call_id)) >= 2)
+        n1.signal(signal.SIGSTOP)
+        try:
+            switched = await ok(ann, "call:media", {"call_id": call_id, "media": "video"})
+            await asyncio.sleep(3)  # ~6 minutes begin unticked, audio then video
+            await ok(ann, "call:end", {"call_id": call_id})
+            await until(lambda: ended(ann, call_id))
+        finally:
+            n1.signal(signal.SIGCONT)
+        await until(lambda: ended(bob, call_id))
+        await asyncio.sleep(1.5)  # the thawed owner's overdue ticks run now
+    finally:
+        await ann.close()
+        await bob.close()
+    e = ended(ann, call_id)[0]
+    assert len(ended(ann, call_id)) == 1 and e["reason"] == "completed"
+    doc = await db["calls"].find_one({"_id": call_id})
+    begun = minutes_started(ts(doc["accepted_at"]), ts(doc["ended_at"]), 0.5)
+    assert e["billed_minutes"] == begun >= len(billed(ann, call_id)) + 4
+    entries = [x async for x in db["ledger"].find({"k": "call_minute", "meta.call": call_id})]
+    rates = {x["meta"]["minute"]: x["meta"]["credits"] for x in entries}
+    assert sorted(rates) == list(range(1, begun + 1))
+    assert all(rates[m] == (10 if m >= switched["from_minute"] else 5) for m in rates)
+    assert e["credits"] == sum(rates.values())
+    await books_agree(db)
