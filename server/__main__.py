@@ -10,6 +10,7 @@ import gc
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -60,6 +61,7 @@ def _run(settings: Settings) -> int:
             )
 
     app.on_startup.append(_ready)
+    _arm_exit_deadline(app, settings)
     try:
         web.run_app(
             app,
@@ -75,6 +77,29 @@ def _run(settings: Settings) -> int:
         return 1
     log.info("stopped")
     return 0
+
+
+def _arm_exit_deadline(app: Any, settings: Settings) -> None:
+    """From the first shutdown step, the process has PAIRLY_SHUTDOWN_TIMEOUT_S to exit (server/shutdown.py)."""
+    from server.app import EMBEDDED
+    from server.shutdown import ExitDeadline
+
+    def stop_store() -> None:
+        embedded = app.get(EMBEDDED)
+        if embedded is not None:
+            embedded.stop(timeout=0.5)
+
+    # The last half second is for stopping the embedded store.
+    deadline = ExitDeadline(max(0.5, settings.shutdown_timeout_s - 0.5), stop_store)
+
+    async def arm(_: Any) -> None:
+        deadline.arm()
+
+    async def disarm(_: Any) -> None:
+        deadline.cancel()
+
+    app.on_shutdown.insert(0, arm)
+    app.on_cleanup.append(disarm)
 
 
 def _token(settings: Settings, args: argparse.Namespace) -> int:

@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import socketio
@@ -139,3 +142,38 @@ async def drain_sockets(sio: socketio.AsyncServer, requests: SocketRequests, bud
         await asyncio.wait_for(sio.shutdown(), timeout=max(0.1, deadline - loop.time()))
     return {"connections": len(sockets), "notices": notices, "aborted": aborted,
             "slow_disconnects": len(unfinished), "left_open": len(requests)}
+
+
+class ExitDeadline:
+    """The promise that a node exits within `PAIRLY_SHUTDOWN_TIMEOUT_S` of SIGTERM, whatever is in flight.
+
+    The steps of a shutdown are each bounded, but work still queued behind a saturated store (thousands of
+    call settlements or ledger writes) can outlast the budget. That work is crash-safe by design (every
+    credit movement is decided by its ledger key; an ended call left unsettled is settled by the next
+    process or another node), so at the deadline the process stops the embedded store and exits at once
+    from a thread, which runs even if the event loop is busy. Armed only by `python -m server`: never in
+    a test process.
+    """
+
+    def __init__(self, seconds: float, before_exit: Callable[[], None]) -> None:
+        self._seconds = seconds
+        self._before_exit = before_exit
+        self._timer: threading.Timer | None = None
+
+    def arm(self) -> None:
+        if self._timer is None:
+            self._timer = threading.Timer(self._seconds, self._expire)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def _expire(self) -> None:
+        log.warning("shutdown_deadline_reached", seconds=self._seconds,
+                    detail="exiting now; unsettled work is finished by the next process or another node")
+        try:
+            self._before_exit()
+        finally:
+            os._exit(0)

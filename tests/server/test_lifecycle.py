@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -164,3 +166,36 @@ def _store_alive_after(pid: int, wait_s: float) -> bool:
         if not alive or time.monotonic() > deadline:
             return alive
         time.sleep(0.1)
+
+
+async def test_sigterm_exits_at_the_deadline_even_with_the_store_hung(tmp_path) -> None:
+    """Work queued behind a store that stopped answering (here: frozen with SIGSTOP, sends in flight)
+    must not hold the process past PAIRLY_SHUTDOWN_TIMEOUT_S; the frozen store is killed on the way out."""
+    budget = 3.0
+    env = {"PAIRLY_DATA_DIR": str(tmp_path / "var"), "MONGO_URL": "", "REDIS_URL": "",
+           "PAIRLY_JWT_SECRET": TEST_SECRET, "PAIRLY_SHUTDOWN_TIMEOUT_S": str(budget),
+           "PAIRLY_SIGNUP_BONUS": "100"}
+    node = NodeProcess(env, "hung-store")
+    pid = 0
+    try:
+        node.wait_ready(60)
+        pid = int((tmp_path / "var" / "db.pid").read_text())
+        sender = await connect(node.url, "hs-ann", mint_token(TEST_SECRET, "hs-ann"), ("/chat",))
+        first = await sender.call("/chat", "message:send", {"to": "hs-bob", "client_id": "c0", "text": "hi"})
+        assert first["ok"]
+        os.kill(pid, signal.SIGSTOP)
+        for i in range(1, 20):  # these wait on the frozen store
+            await sender.sio.emit("message:send", {"to": "hs-bob", "client_id": f"c{i}", "text": "hi"},
+                                  namespace="/chat")
+        await asyncio.sleep(0.3)
+        node.signal(signal.SIGTERM)
+        code = await asyncio.to_thread(node.wait, budget + 20)
+        assert code == 0
+        assert '"shutdown_deadline_reached"' in node.log_text()
+        await sender.close()
+    finally:
+        node.stop()
+        if pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+    assert not await asyncio.to_thread(_store_alive_after, pid, 5.0)
