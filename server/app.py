@@ -48,7 +48,7 @@ from server.notify import Notifier
 from server.parser import DualParserServer
 from server.polling import oversized_polling_refusal, read_polling_bodies_whole
 from server.presence import build_presence
-from server.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
+from server.ratelimit import LocalRateLimiter, RateLimiter, SharedRateLimiter
 from server.revocation import RevocationStore
 from server.routing import LocalManager, RoutedRedisManager
 from server.sessions import SessionControl, SessionWatcher, local_kicker
@@ -105,12 +105,16 @@ def create_app(settings: Settings) -> web.Application:
     limiter: RateLimiter
     block_events: BlockEvents
     if redis is not None:
-        manager = RoutedRedisManager(redis, settings.redis_prefix, settings.node_id)
+        # What a Redis outage keeps of cross-node emits, to publish when it is back (server/routing.py).
+        manager = RoutedRedisManager(
+            redis, settings.redis_prefix, settings.node_id,
+            outbox_max=int(settings.env().number("PAIRLY_REDIS_OUTBOX_MAX", 10_000, min_value=0)),
+            outbox_max_age_s=settings.env().number("PAIRLY_REDIS_OUTBOX_MAX_AGE_S", 30.0, min_value=0.0))
         # A node whose liveness key is older than this is dead: its connections stop counting and
         # another node takes its calls over.
         connections = RedisConnections(redis, settings.redis_prefix, settings.node_id,
                                        ttl_s=settings.env().number("PAIRLY_NODE_TTL_S", 15.0, min_value=1.0))
-        limiter = RedisRateLimiter(redis, settings.redis_prefix)
+        limiter = SharedRateLimiter(redis, settings.redis_prefix)
         block_events = RedisBlockEvents(redis, settings.redis_prefix, settings.node_id)
     else:
         manager = LocalManager()

@@ -55,7 +55,10 @@ class RedisNodes:
         self._connections = connections
 
     async def register(self, node: str) -> None:
-        await self._redis.sadd(self._key, node)
+        # Only while our liveness key is there (right after a Redis restart it may not be yet): others
+        # would otherwise find us in the set, not alive, and take our calls over.
+        if await self._connections.alive(node):
+            await self._redis.sadd(self._key, node)
 
     async def dead(self) -> list[str]:
         members = await self._redis.smembers(self._key)

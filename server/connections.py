@@ -14,6 +14,8 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 
+from server.outage import Outage
+
 
 class ConnectionRegistry(Protocol):
     async def add(self, namespace: str, user_id: str, sid: str, limit: int) -> bool: ...
@@ -81,6 +83,11 @@ class RedisConnections:
         self._ttl_ms = int(ttl_s * 1000)
         self._node_prefix = f"{prefix}:node:"
         self._local: dict[str, tuple[str, str]] = {}
+        self._stale: dict[str, tuple[str, str]] = {}
+        """Entries of sockets that left while Redis was unreachable, to delete when it is back."""
+        self._suspect = False
+        self._beaten = False
+        self._outage = Outage("redis_connections")
         self._task: asyncio.Task[None] | None = None
         self._add = redis.register_script(_ADD)
 
@@ -88,13 +95,33 @@ class RedisConnections:
         return f"{self._prefix}:conn:{namespace}:{user_id}"
 
     async def _beat(self) -> None:
-        await self._redis.set(self._node_prefix + self._node, "1", px=self._ttl_ms)
+        """Refresh our liveness key. If it was gone (Redis restarted empty, or we could not beat for a
+        TTL) or a write failed since the last beat, write our connections again: other nodes count them
+        for the caps and find call devices through them."""
+        had = await self._redis.set(self._node_prefix + self._node, "1", px=self._ttl_ms, get=True)
+        if (had is None and self._beaten) or self._suspect:
+            await self._reassert()
+        self._beaten = True
+
+    async def _reassert(self) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        for sid, (namespace, user_id) in list(self._local.items()):
+            pipe.hset(self._key(namespace, user_id), sid, self._node)
+        for sid, (namespace, user_id) in list(self._stale.items()):
+            pipe.hdel(self._key(namespace, user_id), sid)
+        await pipe.execute()
+        self._stale.clear()
+        self._suspect = False
+        self._outage.ok()
 
     async def _heartbeat(self) -> None:
         while True:
-            await asyncio.sleep(self._ttl_ms / 3000)
-            with contextlib.suppress(Exception):
+            await asyncio.sleep(self._ttl_ms / 3000 if not self._suspect else min(1.0, self._ttl_ms / 3000))
+            try:
                 await self._beat()
+            except Exception as exc:
+                self._suspect = True
+                self._outage.failed(exc)
 
     async def start(self) -> None:
         await self._beat()
@@ -121,7 +148,13 @@ class RedisConnections:
 
     async def remove(self, namespace: str, user_id: str, sid: str) -> None:
         self._local.pop(sid, None)
-        await self._redis.hdel(self._key(namespace, user_id), sid)
+        try:
+            await self._redis.hdel(self._key(namespace, user_id), sid)
+        except Exception as exc:
+            # Not an error for the disconnecting client: the entry goes at the first beat that gets through.
+            self._stale[sid] = (namespace, user_id)
+            self._suspect = True
+            self._outage.failed(exc)
 
     async def count(self, namespace: str, user_id: str) -> int:
         return int(await self._redis.hlen(self._key(namespace, user_id)))

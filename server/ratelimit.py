@@ -9,9 +9,14 @@ from __future__ import annotations
 import time
 from typing import Protocol
 
+import structlog
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from config.settings import RateLimit
+
+log = structlog.get_logger(__name__)
 
 
 class RateLimiter(Protocol):
@@ -76,3 +81,29 @@ class RedisRateLimiter:
             keys=[f"{self._prefix}:rl:{event}:{user_id}"], args=[rate.events, repr(per_ms), now_ms, ttl_ms]
         )
         return float(wait_ms) / 1000.0
+
+
+class SharedRateLimiter:
+    """Buckets in Redis, shared by every node; while Redis is unreachable, this node's own buckets.
+
+    An outage must not stop what a node can serve alone (same-node chat): during one each node enforces
+    the limits by itself, so a user spread over N nodes gets at most N times the rate until Redis is back.
+    """
+
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        self._shared = RedisRateLimiter(redis, prefix)
+        self._local = LocalRateLimiter()
+        self._degraded = False
+
+    async def take(self, user_id: str, event: str, rate: RateLimit) -> float:
+        try:
+            wait = await self._shared.take(user_id, event, rate)
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            if not self._degraded:
+                self._degraded = True
+                log.warning("rate_limits_local", detail="Redis unreachable: limits enforced per node")
+            return self._local.take_now(user_id, event, rate)
+        if self._degraded:
+            self._degraded = False
+            log.info("rate_limits_shared_again")
+        return wait

@@ -4,7 +4,10 @@ The stock `AsyncRedisManager` publishes every emit on one channel that every nod
 node subscribes to one Redis channel per room it holds members of (rooms are per-user, `u:<id>`),
 so an emit reaches only the nodes where its target is connected and Redis cost stays flat as nodes
 are added. Publishes go through an ordered outbox flushed in pipelines, so the emitting handler
-never waits for a Redis round trip and events to one room keep their order.
+never waits for a Redis round trip and events to one room keep their order. While Redis is
+unreachable the outbox keeps what could not be published (up to `outbox_max` emits, none older than
+`outbox_max_age_s`) and publishes it, in order, when Redis is back: cross-node deliveries are late,
+not lost (a pipeline cut mid-way may publish a few twice; clients de-duplicate by id).
 
 Emits addressed to a single sid are delivered locally only: the application always addresses users
 through their rooms.
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -23,9 +27,13 @@ import structlog
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
+from server.outage import Outage
 from server.pubsub import listen
 
 log = structlog.get_logger(__name__)
+
+_RETRY_MIN_S = 0.1
+_RETRY_MAX_S = 2.0
 
 
 class LocalManager(socketio.AsyncManager):  # type: ignore[misc]
@@ -57,7 +65,8 @@ class LocalManager(socketio.AsyncManager):  # type: ignore[misc]
 
 
 class RoutedRedisManager(LocalManager):
-    def __init__(self, redis: Redis, prefix: str, node_id: str) -> None:
+    def __init__(self, redis: Redis, prefix: str, node_id: str, *, outbox_max: int = 10_000,
+                 outbox_max_age_s: float = 30.0) -> None:
         super().__init__()
         self._redis = redis
         self._prefix = prefix
@@ -66,7 +75,10 @@ class RoutedRedisManager(LocalManager):
         self._pubsub: PubSub | None = None
         self._listener: asyncio.Task[None] | None = None
         self._writer: asyncio.Task[None] | None = None
-        self._outbox: list[tuple[str, bytes]] = []
+        self._outbox: list[tuple[str, bytes, float]] = []
+        self._outbox_max = outbox_max
+        self._outbox_max_age_s = outbox_max_age_s
+        self._outage = Outage("redis_publish")
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -85,7 +97,8 @@ class RoutedRedisManager(LocalManager):
         self._writer = asyncio.create_task(self._write())
 
     async def stop(self) -> None:
-        await self.flush()
+        with contextlib.suppress(TimeoutError):  # Redis may be down: what is left is dropped
+            await asyncio.wait_for(self.flush(), 2.0)
         for task in (self._listener, self._writer):
             if task is not None:
                 task.cancel()
@@ -101,6 +114,8 @@ class RoutedRedisManager(LocalManager):
             self._idle.clear()
             self._wake.set()
             await self._idle.wait()
+            if self._outage.down:
+                await asyncio.sleep(_RETRY_MIN_S)
 
     # -- room membership drives subscriptions -----------------------------------------------------
     async def enter_room(self, sid: str, namespace: str, room: str, eio_sid: str | None = None) -> None:
@@ -157,24 +172,39 @@ class RoutedRedisManager(LocalManager):
 
     def _queue(self, channel: str, message: dict[str, Any]) -> None:
         message["h"] = self.host_id
-        self._outbox.append((channel, msgpack.packb(message, use_bin_type=True)))
+        self._outbox.append((channel, msgpack.packb(message, use_bin_type=True), time.monotonic()))
         self._wake.set()
 
     async def _write(self) -> None:
+        pause = _RETRY_MIN_S
         while True:
             await self._wake.wait()
             self._wake.clear()
-            batch, self._outbox = self._outbox, []
-            if batch:
+            while self._outbox:
+                batch, self._outbox = self._outbox, []
                 pipe = self._redis.pipeline(transaction=False)
-                for channel, payload in batch:
+                for channel, payload, _ in batch:
                     pipe.publish(channel, payload)
                 try:
                     await pipe.execute()
-                except Exception:
-                    log.exception("redis_publish_failed", dropped=len(batch))
-            if not self._outbox:
-                self._idle.set()
+                except Exception as exc:
+                    self._outage.failed(exc, queued=len(batch))
+                    self._outbox = self._keep(batch + self._outbox)
+                    self._idle.set()  # nothing more can be handed over for now
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, _RETRY_MAX_S)
+                    continue
+                pause = _RETRY_MIN_S
+                self._outage.ok()
+            self._idle.set()
+
+    def _keep(self, outbox: list[tuple[str, bytes, float]]) -> list[tuple[str, bytes, float]]:
+        """What an outage keeps for later: the newest `outbox_max` emits younger than the age limit."""
+        oldest = time.monotonic() - self._outbox_max_age_s
+        kept = [item for item in outbox[-self._outbox_max:] if item[2] >= oldest]
+        if len(kept) < len(outbox):
+            log.warning("redis_publish_dropped", dropped=len(outbox) - len(kept), kept=len(kept))
+        return kept
 
     async def _handle(self, payload: bytes) -> None:
         try:

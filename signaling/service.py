@@ -531,6 +531,9 @@ class CallService:
         while True:
             await asyncio.sleep(self.settings.sweep_s)
             try:
+                # Again every sweep: a Redis restart forgets the set, and a node missing from it is
+                # never taken over if it dies.
+                await self.nodes.register(self.node)
                 for dead in await self.nodes.dead():
                     await self._take_over(dead)
                     await self.nodes.forget(dead)

@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from config.errors import TooLarge
 from server.blocks import BlockChange
+from server.outage import Outage
 from server.presence import model
 from server.presence.archive import PresenceArchive
 from server.presence.model import HIDDEN, Mode, PresenceConfig, Record, Status, View
@@ -139,6 +140,8 @@ class PresenceService:
         self._block_epoch = 0
         self._block_lock = asyncio.Lock()
         self._last_beat = 0.0
+        self._suspect = False
+        self._outage = Outage("presence_store")
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         # Connects and disconnects waiting for the next group commit, in arrival order per user.
@@ -232,8 +235,9 @@ class PresenceService:
                 try:
                     retry = await self._apply(list(batch), _chain(batch))
                     backoff = 0.05
-                except Exception:
-                    log.exception("presence_commit_failed", users=len(batch), retry_s=backoff)
+                except Exception as exc:
+                    self._suspect = True
+                    self._outage.failed(exc, users=len(batch))
                     retry = list(batch)
                 for user in retry:  # ahead of anything newer for the same user
                     self._queued[user] = batch[user] + self._queued.get(user, [])
@@ -378,8 +382,11 @@ class PresenceService:
             started = time.perf_counter()
             try:
                 await self._sweep()
-            except Exception:
-                log.exception("presence_sweep_failed")
+            except Exception as exc:
+                # Our devices may not have reached the shared store (or it lost them: a Redis restart
+                # comes back empty): write them again at the first beat that gets through.
+                self._suspect = True
+                self._outage.failed(exc)
             self._metrics.sweep.observe(time.perf_counter() - started)
 
     async def _sweep(self) -> None:
@@ -428,13 +435,16 @@ class PresenceService:
 
     async def _nodes(self, now: float) -> None:
         """Beat our liveness every `beat_s`; look for dead nodes every sweep (one store call)."""
-        if now - self._last_beat >= self.config.beat_s:
+        if now - self._last_beat >= self.config.beat_s or self._suspect:
             late = now - self._last_beat > self.config.node_ttl_s
             await self._store.beat(self.node, now, self.config.node_ttl_s)
             self._last_beat = now
             if late:  # our liveness lapsed (a stalled loop): survivors may have dropped our devices
                 log.warning("presence_liveness_lapsed", node=self.node)
+            if late or self._suspect:
                 await self._reregister()
+                self._suspect = False
+                self._outage.ok()
         self._dead = {n: at for n, at in (await self._store.dead_nodes()).items() if n != self.node}
         for node, died_at in list(self._dead.items()):
             await self._reap(node, died_at)
