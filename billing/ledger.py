@@ -615,7 +615,8 @@ class Ledger:
         `audit` for a live system)."""
         sums: dict[str, list[int]] = {}
         report = ReconcileReport(accounts=0, entries=0)
-        async for doc in self._entries.find({}, {"p": 1}):
+        # Small batches: each getMore stays short, so a busy store still answers its monitor.
+        async for doc in self._entries.find({}, {"p": 1}, batch_size=2000):
             report.entries += 1
             total = 0
             for acc, d, h, *_ in doc.get("p", ()):

@@ -9,7 +9,6 @@ import asyncio
 import gc
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import structlog
@@ -127,36 +126,21 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
 
 def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
     """Exit 0 when the books balance (every account == Σ its postings, Σ accounts == 0, every transfer
-    balanced), 1 when they do not, 2 on errors."""
+    balanced), 1 when they do not, 2 on errors. Beside running nodes it audits (a difference counts only
+    if it persists over several passes); alone, or with --offline, one exact pass."""
     from billing.ledger import Ledger
-    from server.store import EmbeddedStore, make_client, redact, wait_until_reachable
+    from server.tools_store import open_store
     from signaling.audit import audit_calls
 
     async def run() -> int:
-        url, embedded, offline = settings.mongo_url, None, bool(args.offline)
-        if url is None:
-            storage = str((settings.data_dir / "db").resolve())
-            owner = _embedded_owner(storage)
-            if owner is not None:
-                print(f"error: the embedded store under {storage} is in use by a running server (pid {owner}); "
-                      "stop it first, or reconcile against MONGO_URL", file=sys.stderr)
-                return 2
-            embedded = EmbeddedStore(storage, log_path=settings.data_dir / "db.log")
-            embedded.start()
-            url, offline = embedded.url, True  # nothing else can be writing
-        client = make_client(url, timeout_s=min(5.0, settings.store_connect_timeout_s))
         try:
-            await wait_until_reachable(client, settings.store_connect_timeout_s, redact(url))
-            ledger = Ledger(client[settings.mongo_db])
-            report = await (ledger.reconcile() if offline else ledger.audit())
-            calls = await audit_calls(client[settings.mongo_db])
+            async with open_store(settings) as store:
+                ledger = Ledger(store.db)
+                report = await (ledger.reconcile() if store.exclusive or args.offline else ledger.audit())
+                calls = await audit_calls(store.db)
         except StoreUnavailable as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        finally:
-            await client.close()
-            if embedded is not None:
-                embedded.stop()
         if args.json:
             print(json.dumps({"ok": report.ok, "accounts": report.accounts, "entries": report.entries,
                               "total": report.total, "totals": report.totals, "unbalanced": report.unbalanced,
@@ -189,66 +173,35 @@ def _sessions(settings: Settings, args: argparse.Namespace) -> int:
     from config.errors import AppError
     from server.revocation import RevocationStore
     from server.sessions import SessionControl
-    from server.store import EmbeddedStore, make_client, redact, wait_until_reachable
+    from server.tools_store import open_store
     from server.users import UserStore
 
-    storage = str((settings.data_dir / "db").resolve())
-    running = None
-    if settings.mongo_url is None and _embedded_owner(storage) is not None:
-        running = int(Path(storage + ".port").read_text().strip())
-
     async def run() -> int:
-        url, embedded = settings.mongo_url, None
-        if url is None:
-            if running is not None:
-                url = f"mongodb://127.0.0.1:{running}/?directConnection=true&retryWrites=false"
-            else:
-                embedded = EmbeddedStore(storage, log_path=settings.data_dir / "db.log")
-                embedded.start()
-                url = embedded.url
-        client = make_client(url, timeout_s=min(5.0, settings.store_connect_timeout_s))
         try:
-            await wait_until_reachable(client, settings.store_connect_timeout_s, redact(url))
-            db = client[settings.mongo_db]
-            control = SessionControl(db, UserStore(db), RevocationStore(db))
-            if args.command == "revoke" and args.jti:
-                await control.revoke_token(args.jti, args.exp)
-                print(f"revoked token {args.jti}")
-            elif args.command == "revoke":
-                await control.revoke_user(args.user)
-                print(f"revoked every session of {args.user}")
-            elif args.command == "ban":
-                until = dt.datetime.fromisoformat(args.until) if args.until else None
-                if until is not None and until.tzinfo is None:
-                    until = until.replace(tzinfo=dt.UTC)
-                await control.ban(args.user, args.reason, until)
-                print(f"banned {args.user}" + (f" until {until.isoformat()}" if until else ""))
-            else:
-                await control.unban(args.user)
-                print(f"unbanned {args.user}")
+            async with open_store(settings) as store:
+                db = store.db
+                control = SessionControl(db, UserStore(db), RevocationStore(db))
+                if args.command == "revoke" and args.jti:
+                    await control.revoke_token(args.jti, args.exp)
+                    print(f"revoked token {args.jti}")
+                elif args.command == "revoke":
+                    await control.revoke_user(args.user)
+                    print(f"revoked every session of {args.user}")
+                elif args.command == "ban":
+                    until = dt.datetime.fromisoformat(args.until) if args.until else None
+                    if until is not None and until.tzinfo is None:
+                        until = until.replace(tzinfo=dt.UTC)
+                    await control.ban(args.user, args.reason, until)
+                    print(f"banned {args.user}" + (f" until {until.isoformat()}" if until else ""))
+                else:
+                    await control.unban(args.user)
+                    print(f"unbanned {args.user}")
             return 0
         except (AppError, ValueError, StoreUnavailable) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        finally:
-            await client.close()
-            if embedded is not None:
-                embedded.stop()
 
     return asyncio.run(run())
-
-
-def _embedded_owner(storage: str) -> int | None:
-    """The pid of a live server whose embedded store holds `storage`, else None (an orphaned store
-    left by a killed server is not an owner: starting the store again reaps it)."""
-    try:
-        pid = int(Path(storage + ".pid").read_text().strip())
-        if b"secantusd" not in Path(f"/proc/{pid}/cmdline").read_bytes():
-            return None
-        ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return ppid if ppid > 1 and Path(f"/proc/{ppid}").exists() else None
 
 
 def main(argv: list[str] | None = None) -> int:

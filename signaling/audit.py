@@ -30,7 +30,8 @@ class CallAudit:
 async def audit_calls(db: AsyncDatabase[Doc]) -> CallAudit:
     minutes: dict[str, dict[int, int]] = defaultdict(dict)
     # Minutes charged by calls carry their call in `meta` (other tools may use the kind for holds).
-    async for e in db["ledger"].find({"k": MINUTE_KIND, "meta.call": {"$exists": True}}, {"meta": 1}):
+    async for e in db["ledger"].find({"k": MINUTE_KIND, "meta.call": {"$exists": True}}, {"meta": 1},
+                                     batch_size=2000):
         meta = e["meta"]
         minutes[str(meta["call"])][int(meta.get("minute", 0))] = int(meta.get("credits", 0))
     report = CallAudit()
