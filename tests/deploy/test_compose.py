@@ -5,9 +5,11 @@ it serves, and hands out TURN credentials the compose coturn accepts)."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import re
+import uuid
 from urllib.parse import parse_qs, urlparse
 
 import aiohttp
@@ -25,8 +27,8 @@ from tests.deploy.files import (
     example_env_names,
     settings_read_by_code,
 )
-from tests.support.apps import make_settings, running_app
-from tests.support.clients import connect, token_for
+from tests.support.apps import NodeProcess, make_settings, running_app
+from tests.support.clients import Client, connect, token_for
 
 # What an operator exports before `docker compose up` (docs/deploy.md).
 OPERATOR = {
@@ -206,3 +208,35 @@ async def test_a_compose_node_serves_in_production_and_its_turn_credentials_matc
     secret = coturn_args(doc)["--static-auth-secret"].encode()
     expected = base64.b64encode(hmac.new(secret, turn[0]["username"].encode(), hashlib.sha1).digest()).decode()
     assert turn[0]["credential"] == expected
+
+
+async def test_the_three_compose_nodes_run_as_one_cluster(base_env: dict[str, str], redis_url: str) -> None:
+    """The three nodes' environments, as real `python -m server` processes sharing Redis and the store
+    (in place of compose's): each gets ready in production mode, and a message crosses nodes."""
+    stores = {"REDIS_URL": redis_url, **{k: base_env[k] for k in ("MONGO_URL", "MONGO_DB", "REDIS_PREFIX")}}
+    started: list[NodeProcess] = []
+    opened: list[Client] = []
+    try:
+        for name, service in app_nodes(compose(OPERATOR)).items():
+            started.append(NodeProcess({**environment(service), **stores}, name))
+        for node in started:
+            node.wait_ready()
+        settings = make_settings({**environment(next(iter(app_nodes(compose(OPERATOR)).values()))), **stores})
+        first, last = started[0], started[-1]
+        ann = await connect(first.url, "cluster-ann", token_for(settings, "cluster-ann"), ["/chat"])
+        opened.append(ann)
+        bob = await connect(last.url, "cluster-bob", token_for(settings, "cluster-bob"), ["/chat"])
+        opened.append(bob)
+        ack = await ann.call("/chat", "message:send", {"to": "cluster-bob", "client_id": uuid.uuid4().hex,
+                                                       "text": "across nodes"})
+        assert ack["ok"], ack
+        while not bob.received("/chat", "message:new"):
+            await bob.next("/chat", "message:new", timeout=10)
+        (message,) = bob.received("/chat", "message:new")
+        assert message["id"] == ack["message"]["id"] and message["text"] == "across nodes"
+    finally:
+        for client in opened:
+            await client.close()
+        for node in started:
+            with contextlib.suppress(Exception):
+                node.stop()
