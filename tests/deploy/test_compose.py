@@ -164,10 +164,12 @@ def test_coturn_checks_credentials_with_the_servers_turn_secret() -> None:
         assert host_port == f"{OPERATOR['TURN_HOST']}:{args['--listening-port']}", url
 
 
-def test_stop_grace_period_covers_the_shutdown_timeout() -> None:
+def test_stop_grace_period_covers_the_shutdown_timeout_and_start_up_the_store_wait() -> None:
     for name, service in app_nodes(compose(OPERATOR)).items():
-        timeout = float(environment(service)["PAIRLY_SHUTDOWN_TIMEOUT_S"])
-        assert duration_s(service["stop_grace_period"]) >= timeout + 2, name
+        env = environment(service)
+        assert duration_s(service["stop_grace_period"]) >= float(env["PAIRLY_SHUTDOWN_TIMEOUT_S"]) + 2, name
+        start = duration_s(service["healthcheck"]["start_period"])
+        assert start >= float(env["PAIRLY_STORE_CONNECT_TIMEOUT_S"]), f"{name}: unhealthy while still connecting"
 
 
 def test_named_volumes_are_declared() -> None:

@@ -185,3 +185,11 @@ def test_hpa_scales_the_deployment_on_cpu_and_scales_in_slowly() -> None:
     down = hpa["behavior"]["scaleDown"]
     assert down["stabilizationWindowSeconds"] >= 300
     assert down["policies"] == [{"type": "Pods", "value": 1, "periodSeconds": down["policies"][0]["periodSeconds"]}]
+
+
+def test_startup_probe_waits_for_the_store_connect_timeout() -> None:
+    probe = container()["startupProbe"]
+    # Start-up may wait this long for MongoDB/Redis before exiting with an error; killing it sooner
+    # would hide that error behind a liveness restart.
+    budget = probe["periodSeconds"] * probe["failureThreshold"]
+    assert budget >= float(config_data()["PAIRLY_STORE_CONNECT_TIMEOUT_S"])
