@@ -21,8 +21,11 @@ COPY billing ./billing
 COPY signaling ./signaling
 RUN pip install .
 
-RUN useradd --system --home /app pairly && mkdir -p /app/var && chown pairly /app/var
-USER pairly
+# A fixed uid/gid: Kubernetes' runAsNonRoot can only verify a numeric user (deploy/k8s/deployment.yaml).
+RUN groupadd --system --gid 10001 pairly \
+ && useradd --system --uid 10001 --gid 10001 --home /app pairly \
+ && mkdir -p /app/var && chown pairly /app/var
+USER 10001
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s CMD curl -fsS http://127.0.0.1:8080/readyz || exit 1
 STOPSIGNAL SIGTERM
