@@ -75,7 +75,9 @@ async def test_signals_per_second_per_call_are_limited(app_server, clients) -> N
     sig = {"call_id": call_id, "type": "renegotiate", "payload": {"sdp": "v=0"}}
     acks = await asyncio.gather(*[a.call(CALL, "call:signal", sig) for _ in range(30)])
     codes = [x["ok"] or x["error"]["code"] for x in acks]
-    assert codes.count(True) == 20 and codes.count("rate_limited") == 10
+    # A bucket of 20 that refills at 20/s: a slow machine may refill a token or two during the burst.
+    assert set(codes) == {True, "rate_limited"}
+    assert codes.count(True) >= 20 and codes.count("rate_limited") >= 5
     await ok(a, "call:end", {"call_id": call_id})
 
 
