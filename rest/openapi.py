@@ -23,6 +23,15 @@ def describe(method: str, path: str, operation: Doc) -> None:
     _OPERATIONS[(method.upper(), path)] = operation
 
 
+def request_schema(method: str, path: str) -> Doc | None:
+    """The JSON schema of a described route's request body (routes validate bodies against it)."""
+    op = _OPERATIONS.get((method.upper(), path))
+    if op is None or "requestBody" not in op:
+        return None
+    schema: Doc = op["requestBody"]["content"]["application/json"]["schema"]
+    return schema
+
+
 def _ref(name: str) -> Doc:
     return {"$ref": f"#/components/schemas/{name}"}
 
