@@ -63,8 +63,9 @@ def roles_of(method: str, path: str) -> tuple[str, ...]:
 class AdminAuth:
     """`await auth(request)` → the acting `Actor`, or 401/403 per the route's declared roles."""
 
-    def __init__(self, access: AccessControl) -> None:
+    def __init__(self, access: AccessControl, users: UserStore) -> None:
         self._access = access
+        self._users = users
 
     @classmethod
     def from_settings(cls, settings: Settings, default: AccessControl, users: UserStore,
@@ -72,10 +73,10 @@ class AdminAuth:
         env = settings.env()
         issuer, audience = env.text("PAIRLY_ADMIN_JWT_ISSUER"), env.text("PAIRLY_ADMIN_JWT_AUDIENCE")
         if issuer is None and audience is None:
-            return cls(default)
+            return cls(default, users)
         jwt = dataclasses.replace(settings.jwt, issuer=issuer or settings.jwt.issuer,
                                   audience=audience or settings.jwt.audience)
-        return cls(AccessControl(TokenVerifier(jwt), users, revocations))
+        return cls(AccessControl(TokenVerifier(jwt), users, revocations), users)
 
     async def __call__(self, request: web.Request) -> Actor:
         resource = request.match_info.route.resource
@@ -89,5 +90,6 @@ class AdminAuth:
         if not held:
             need = " or ".join(allowed) if allowed else "a role declared for it (none is)"
             raise Forbidden(f"{request.method} {path} requires role {need}")
+        await self._users.seen(identity)  # staff are users too: findable, and bannable, like any other
         request_id = request.get(REQUEST_ID)
         return Actor(identity.user_id, held[0], request_id[:100] if request_id else None)

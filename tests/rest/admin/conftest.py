@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -36,3 +38,12 @@ async def audit_entries(admin: Api, **filters: str) -> list[dict[str, Any]]:
     assert code == 200, body
     entries: list[dict[str, Any]] = body["entries"]
     return entries
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    """Ask again until `check()` holds: for state another node applies by itself (a poll), which
+    sends no event to wait on."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
