@@ -3,7 +3,9 @@ the user as `wallet:updated`; a replayed key changes nothing; the books still ba
 
 from __future__ import annotations
 
+import functools
 import uuid
+from typing import Any
 
 from server.app import LEDGER
 from tests.rest.admin.conftest import audit_entries, ok, staff
@@ -19,9 +21,11 @@ async def test_adjustment_is_idempotent_audited_and_notified(app_server: Running
     first = await ok(admin, "POST", "/api/admin/users/cr-ann/credits", body, status=201)
     assert first["replayed"] is False and first["balance"] == 10 + 25  # signup bonus, then the grant
     assert first["entry"]["id"] == f"admin:{key}" and first["entry"]["delta"] == 25
+    def adjustments(ns: str) -> list[dict[str, Any]]:
+        return [e for e in ann.received(ns, "wallet:updated") if e["reason"] == "admin_adjustment"]
+
     for ns in ("/chat", "/presence", "/call"):
-        event = await until(lambda ns=ns: [e for e in ann.received(ns, "wallet:updated")
-                                           if e["reason"] == "admin_adjustment"])
+        event = await until(functools.partial(adjustments, ns))
         assert event[-1]["delta"] == 25 and event[-1]["balance"] == 35
     again = await ok(admin, "POST", "/api/admin/users/cr-ann/credits", body, status=200)
     assert again["replayed"] is True and again["balance"] == 35

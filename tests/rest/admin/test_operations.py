@@ -4,6 +4,7 @@ with Redis), stats aggregated across nodes, active calls and ending one (`ended_
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 from server.app import LEDGER
@@ -91,7 +92,7 @@ async def test_active_calls_and_ending_one(app_server: RunningApp, clients) -> N
     answer = await ok(admin, "POST", f"/api/admin/calls/{call['call_id']}/end", {"reason": "reported abuse"})
     assert answer["call"]["reason"] == "ended_by_admin"
     for client in (ann, bob):
-        event = await until(lambda c=client: ended(c, invite["call_id"]))
+        event = await until(functools.partial(ended, client, invite["call_id"]))
         assert event[0]["reason"] == "ended_by_admin"
     assert (await ok(admin, "GET", "/api/admin/calls/active"))["calls"] == []
     status, again = await admin.post(f"/api/admin/calls/{call['call_id']}/end")
