@@ -94,8 +94,8 @@ _doc("POST", "/api/admin/reports/{report_id}/resolve", {
             "action": {"enum": list(ACTIONS)},
             "reason": {"type": "string", "minLength": 1, "maxLength": 500,
                        "description": "required for ban"},
-            "text": {"type": "string", "minLength": 1, "maxLength": 2000,
-                     "description": "warn: the notice text (a default otherwise)"},
+            "text": {"type": "string", "minLength": 1,
+                     "description": "warn: the notice (default text otherwise), <= PAIRLY_ADMIN_NOTICE_MAX_CHARS"},
             "until": {"type": "string", "format": "date-time", "description": "ban: when it lifts"}}}}}},
     "responses": {"200": json_response({"type": "object", "properties": {
         "report": _REPORT, "replayed": {"type": "boolean"}}}), **error_responses(400, 401, 403, 404, 409)}})

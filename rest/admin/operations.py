@@ -137,7 +137,7 @@ _doc("POST", "/api/admin/notice", {
     "summary": "Send system:notice to one user's devices, or to everyone connected, on every namespace",
     "requestBody": {"required": True, "content": {"application/json": {"schema": {
         "type": "object", "required": ["text"], "additionalProperties": False, "properties": {
-            "text": {"type": "string", "minLength": 1, "maxLength": 2000},
+            "text": {"type": "string", "minLength": 1, "description": "at most PAIRLY_ADMIN_NOTICE_MAX_CHARS (2000)"},
             "level": {"enum": list(LEVELS)},
             "user": {"type": "string", "minLength": 1, "maxLength": 128, "description": "omit: everyone"}}}}}},
     "responses": {"200": json_response({"type": "object", "properties": {
