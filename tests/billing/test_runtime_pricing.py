@@ -31,7 +31,7 @@ async def test_concurrent_changes_lose_nothing(base_env: dict[str, str]) -> None
         results = await asyncio.gather(*(change(n) for n in range(6)))
         won = sorted(v for v in results if v is not None)
         assert won == list(range(1, len(won) + 1))  # each success made exactly the next version
-        for pricing, runtime in nodes:
+        for _pricing, runtime in nodes:
             await runtime.refresh()
             assert runtime.version == len(won)
         assert nodes[0][0].message == nodes[1][0].message
