@@ -4,6 +4,7 @@ update (compare-and-set on the version), and every instance converges on the las
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from pymongo import AsyncMongoClient
 
@@ -15,7 +16,7 @@ from config.errors import Conflict
 
 
 async def test_concurrent_changes_lose_nothing(base_env: dict[str, str]) -> None:
-    client: AsyncMongoClient = AsyncMongoClient(base_env["MONGO_URL"])
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(base_env["MONGO_URL"])
     db = client[base_env["MONGO_DB"]]
     nodes = []
     for _ in range(2):
