@@ -11,7 +11,7 @@ from aiohttp import web
 from billing.payouts import STATUSES, Payouts, public
 from config.errors import AppError, RateLimited
 from config.settings import RateLimit
-from rest.admin.roles import ADMIN, AdminAuth
+from rest.admin.roles import AdminAuth, roles_of
 from rest.auth import authenticate
 from rest.earnings import CREATOR
 from rest.openapi import describe, error_responses, json_response, schema
@@ -108,17 +108,19 @@ describe("POST", "/api/payouts", {
 describe("GET", "/api/payouts", {"summary": "The caller's latest payouts", "x-roles": [CREATOR],
                                  "responses": {"200": _LIST, **error_responses(401, 403)}})
 describe("GET", "/api/admin/payouts", {
-    "summary": "Payouts, newest first", "x-roles": [ADMIN],
+    "summary": "Payouts, newest first", "x-roles": list(roles_of("GET", "/api/admin/payouts")),
     "parameters": [{"name": "status", "in": "query", "schema": {"enum": list(STATUSES)}},
                    {"name": "limit", "in": "query",
                     "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 50}}],
     "responses": {"200": _LIST, **error_responses(400, 401, 403)}})
 describe("POST", "/api/admin/payouts/{payout_id}/approve", {
-    "summary": "Send the money through the payout provider and settle the ledger (idempotent)", "x-roles": [ADMIN],
+    "summary": "Send the money through the payout provider and settle the ledger (idempotent)",
+    "x-roles": list(roles_of("POST", "/api/admin/payouts/{payout_id}/approve")),
     "parameters": _ID,
     "responses": {"200": json_response(_PAYOUT), **error_responses(401, 403, 404, 409, 502, 503)}})
 describe("POST", "/api/admin/payouts/{payout_id}/reject", {
-    "summary": "Return the credits to the creator's earnings (idempotent)", "x-roles": [ADMIN],
+    "summary": "Return the credits to the creator's earnings (idempotent)",
+    "x-roles": list(roles_of("POST", "/api/admin/payouts/{payout_id}/reject")),
     "parameters": _ID,
     "requestBody": {"required": False, "content": {"application/json": {"schema": {
         "type": "object", "properties": {"reason": {"type": "string", "maxLength": 500}}}}}},
