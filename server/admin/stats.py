@@ -3,8 +3,9 @@
 Each node counts what it handles: open sockets per namespace (its namespaces' live callers), and —
 from the ledger batches it commits — chat messages and credits spent (messages, call minutes). Every
 `PAIRLY_ADMIN_STATS_PUBLISH_S` (2 s) it samples its counters and, with Redis, writes its snapshot to
-`<prefix>:adminstats:<node>` with a TTL of three periods; the stats route reads every node's key, so a
-node that died drops out within the TTL (`nodes_alive`). Without Redis the node is alone and answers
+`<prefix>:adminstats:<node>` with a TTL of three periods (and its name in the set
+`<prefix>:adminstats-nodes`); the stats route reads the keys of the set's nodes, so a node that died
+drops out within the TTL (`nodes_alive`). Without Redis the node is alone and answers
 from its own snapshot. Per-minute figures are the counters' growth over the last 60 s of samples.
 Store-wide figures (active calls, purchases today) are read from MongoDB at request time.
 """
@@ -62,6 +63,7 @@ class NodeStats:
         self._purchases = db["purchases"]
         self._redis = redis
         self._prefix = f"{prefix}:adminstats:"
+        self._members = f"{prefix}:adminstats-nodes"
         self._publish_s = publish_s
         self._samples: deque[tuple[float, int, int]] = deque()
         self._task: asyncio.Task[None] | None = None
@@ -80,6 +82,7 @@ class NodeStats:
         if self._redis is not None:
             with contextlib.suppress(Exception):
                 await self._redis.delete(self._prefix + self._node)
+                await self._redis.srem(self._members, self._node)
 
     async def _run(self) -> None:
         while True:
@@ -110,18 +113,27 @@ class NodeStats:
     async def _publish(self) -> None:
         if self._redis is not None:
             ttl_ms = int(self._publish_s * 3000)
-            await self._redis.set(self._prefix + self._node, json.dumps(self.snapshot()), px=ttl_ms)
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.set(self._prefix + self._node, json.dumps(self.snapshot()), px=ttl_ms)
+            pipe.sadd(self._members, self._node)
+            await pipe.execute()
 
     async def _nodes(self) -> list[Doc]:
+        # `_members` holds the nodes that published (a set: reading needs no SCAN of the keyspace); a
+        # member whose snapshot key expired is dead, and the reader removes it.
         if self._redis is None:
             return [self.snapshot()]
-        keys = sorted([k async for k in self._redis.scan_iter(match=self._prefix + "*", count=500)])
+        members = sorted(_text(m) for m in await self._redis.smembers(self._members))
         found: dict[str, Doc] = {}
-        if keys:
-            for raw in await self._redis.mget(keys):
+        if members:
+            raws = await self._redis.mget([self._prefix + m for m in members])
+            gone = [m for m, raw in zip(members, raws, strict=True) if not raw]
+            for raw in raws:
                 if raw:
                     doc = json.loads(raw)
                     found[doc["node"]] = doc
+            if gone:
+                await self._redis.srem(self._members, *gone)
         found[self._node] = self.snapshot()  # this node's own figures are current, not a period old
         return [found[n] for n in sorted(found)]
 
@@ -146,3 +158,7 @@ class NodeStats:
             "purchases_today": {"count": int(sold["n"]), "credits": int(sold["credits"])},
             "nodes": nodes,
         }
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -69,6 +69,14 @@ async def test_notices_and_stats_across_two_nodes(nodes, base_env: dict[str, str
         assert stats["active_calls"] == 0 and stats["purchases_today"] == {"count": 0, "credits": 0}
         support = staff((n1.url, settings), "op-help", "support")
         assert (await ok(support, "GET", "/api/admin/stats"))["nodes_alive"] == 2
+        n1.stop()  # a node that stops (or dies: its key expires) drops out of the figures
+
+        async def one_node_left() -> bool:
+            stats.update(await ok(admin, "GET", "/api/admin/stats"))
+            return bool(stats["nodes_alive"] == 1)
+
+        await eventually(one_node_left)
+        assert stats["connections"] == {"/chat": 1, "/presence": 1, "/call": 1}
     finally:
         for c in (ann, bob, cat):
             await c.close()
