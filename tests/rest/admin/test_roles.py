@@ -72,3 +72,21 @@ async def test_staff_tokens_can_be_required_to_carry_their_own_issuer_or_audienc
         assert (await ok(staff_token, "GET", "/api/admin/stats"))["nodes_alive"] == 1
         # App routes keep the app's own issuer/audience.
         assert (await app_token.get("/api/wallet"))[0] == 200
+
+
+async def test_malformed_bodies_get_clear_errors_and_change_nothing(app_server: RunningApp, clients) -> None:
+    admin = staff(app_server, "rl-root", "admin")
+    await clients(app_server, "rl-ann", namespaces=["/chat"])
+    for (method, path), _ in sorted(ROUTE_ROLES.items()):
+        if method not in ("POST", "PUT"):
+            continue
+        url = re.sub(r"\{user_id\}", "rl-ann", _concrete(path))
+        for raw in (b"{", b"[]", b'"ban"', b"null", b'{"reason": "\\ud800"}', b"{}" * 10_000):
+            status, answer = await admin.request(method, url, raw=raw)
+            assert status in (400, 404), (method, path, raw[:20], status, answer)
+            assert answer["error"]["code"] in ("invalid_payload", "not_found") and answer["error"]["message"]
+    assert (await ok(admin, "GET", "/api/admin/audit"))["entries"] == []
+    assert (await ok(admin, "GET", "/api/admin/pricing"))["version"] == 0
+    detail = await ok(admin, "GET", "/api/admin/users/rl-ann")
+    assert detail["profile"]["banned"] is False and detail["wallet"] is None
+    assert detail["profile"]["tokens_valid_after"] is None
