@@ -79,7 +79,7 @@ class Moderation:
 
     async def listing(self, *, status: str | None, reported: str | None, reporter: str | None,
                       before: str | None, limit: int) -> tuple[list[Doc], str | None]:
-        """Reports newest first with their message and context; the cursor is `<at>:<id>` of the last."""
+        """Reports newest first with their message and context; the cursor is `<at ms>:<id>` of the last."""
         query: Doc = {}
         if status is not None:
             query["status"] = status
@@ -97,7 +97,7 @@ class Moderation:
         if more and docs:
             last = docs[-1]
             at = last["at"] if last["at"].tzinfo else last["at"].replace(tzinfo=dt.UTC)
-            nxt = f"{at.timestamp()!r}:{public_id(last['_id'])}"
+            nxt = f"{round(at.timestamp() * 1000)}:{public_id(last['_id'])}"  # stored times are in ms
         return items, nxt
 
     async def get(self, report_id: str) -> Doc:
@@ -155,7 +155,7 @@ class Moderation:
 def _cursor(raw: str) -> tuple[dt.datetime, str]:
     at, sep, rid = raw.partition(":")
     try:
-        stamp = dt.datetime.fromtimestamp(float(at), dt.UTC)
+        stamp = dt.datetime.fromtimestamp(int(at) / 1000, dt.UTC)
     except (ValueError, OverflowError, OSError):
         raise InvalidPayload("bad cursor") from None
     if not sep:

@@ -46,4 +46,4 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0
     deadline = asyncio.get_running_loop().time() + timeout
     while not await check():
         assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.05)
