@@ -90,6 +90,10 @@ class Creators:
         p = self._pricing
         return Rates(p.message, p.audio_per_minute, p.video_per_minute, creator)
 
+    def prices_changed(self) -> None:
+        """The platform's prices changed (runtime pricing): forget cached rates built on the old ones."""
+        self._cache.clear()
+
     async def rates(self, user: str) -> Rates:
         """What messaging or calling `user` costs now (the platform's prices unless a creator set theirs)."""
         return await self._cache.get(user)

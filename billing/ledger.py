@@ -278,6 +278,10 @@ class Ledger:
         self._notices: GroupCommit[list[Entry], None] = GroupCommit("ledger-notices", self._notify, max_batch=64)
         self.conflicts = 0
 
+    def set_signup_bonus(self, bonus: int) -> None:
+        """Runtime pricing: wallets opened from now on get `bonus` (opened ones keep theirs)."""
+        self._signup_bonus = bonus
+
     def add_listener(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)
 
@@ -397,6 +401,11 @@ class Ledger:
         state = _State(str(doc["v"]), int(doc["balance"]), int(doc.get("held", 0)), int(doc.get("gross", 0)))
         self._cache[accounts.wallet(user)] = state
         return Wallet(user, state.balance, state.held)
+
+    async def peek_wallet(self, user: str) -> Wallet | None:
+        """The wallet if it was ever opened; unlike `wallet`, never opens it (operators' reads)."""
+        doc = await self._accounts.find_one({"_id": accounts.wallet(user)})
+        return None if doc is None else Wallet(user, int(doc["balance"]), int(doc.get("held", 0)))
 
     def cached_balance(self, user: str) -> int | None:
         """This node's last known total balance of a wallet (no store access; may lag other nodes)."""

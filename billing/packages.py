@@ -83,6 +83,11 @@ class Catalogue:
         self._packages = tuple(packages)
         self._by_id = {p.id: p for p in self._packages}
 
+    def replace(self, packages: Sequence[CreditPackage]) -> None:
+        """Put a new catalogue on sale (runtime pricing); purchases already created keep their package."""
+        self._packages = tuple(packages)
+        self._by_id = {p.id: p for p in self._packages}
+
     def __iter__(self) -> Iterator[CreditPackage]:
         return iter(self._packages)
 

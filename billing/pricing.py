@@ -8,7 +8,7 @@ from billing.packages import Catalogue
 from config.settings import Env
 
 
-@dataclass(frozen=True)
+@dataclass
 class Pricing:
     message: int = 1
     audio_per_minute: int = 5
@@ -16,6 +16,12 @@ class Pricing:
     signup_bonus: int = 10
     packages: Catalogue = field(default_factory=Catalogue, compare=False)
     """The credit packages on sale (`billing.packages`, PAIRLY_CREDIT_PACKAGES)."""
+
+    def apply(self, message: int, audio_per_minute: int, video_per_minute: int, signup_bonus: int) -> None:
+        """Change the prices in place: every holder of this object (creators' default rates, the packages
+        route) sees them from its next read. Runtime pricing (`billing.runtime_pricing`) is the caller."""
+        self.message, self.audio_per_minute, self.video_per_minute = message, audio_per_minute, video_per_minute
+        self.signup_bonus = signup_bonus
 
     def call_per_minute(self, media: str) -> int:
         return self.video_per_minute if media == "video" else self.audio_per_minute

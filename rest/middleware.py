@@ -13,6 +13,7 @@ from server.errormap import http_error, http_status_error
 from server.metrics import Metrics
 
 log = structlog.get_logger("access")
+REQUEST_ID = web.RequestKey("request_id", str)
 
 
 def make_middleware(metrics: Metrics) -> web.middleware:  # type: ignore[valid-type]
@@ -21,6 +22,7 @@ def make_middleware(metrics: Metrics) -> web.middleware:  # type: ignore[valid-t
         if request.path.startswith("/socket.io"):
             return await handler(request)  # Socket.IO has its own logging and error handling
         request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+        request[REQUEST_ID] = request_id  # the admin audit log records it
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
         try:

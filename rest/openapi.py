@@ -23,6 +23,15 @@ def describe(method: str, path: str, operation: Doc) -> None:
     _OPERATIONS[(method.upper(), path)] = operation
 
 
+def request_schema(method: str, path: str) -> Doc | None:
+    """The JSON schema of a described route's request body (routes validate bodies against it)."""
+    op = _OPERATIONS.get((method.upper(), path))
+    if op is None or "requestBody" not in op:
+        return None
+    schema: Doc = op["requestBody"]["content"]["application/json"]["schema"]
+    return schema
+
+
 def _ref(name: str) -> Doc:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -128,6 +137,23 @@ for _provider, _header in (("stripe", "Stripe-Signature"), ("razorpay", "X-Razor
         "security": [],
         "parameters": [{"name": _header, "in": "header", "required": True, "schema": {"type": "string"}}],
         "responses": {"200": _json(_ref("WebhookAnswer")), **_errors(400, 404)}})
+
+
+describe("GET", "/healthz", {"summary": "Alive (no store checks)", "security": [],
+                             "responses": {"200": _json({"type": "object"})}})
+describe("GET", "/readyz", {"summary": "MongoDB and Redis reachable; 503 with the reasons otherwise", "security": [],
+                            "responses": {"200": _json({"type": "object"}), **_errors(503)}})
+describe("GET", "/metrics", {
+    "summary": "Prometheus metrics (text format); `Authorization: Bearer <PAIRLY_METRICS_TOKEN>` when that is set",
+    "security": [], "responses": {"200": {"description": "Prometheus text", "content": {"text/plain": {}}},
+                                  **_errors(401)}})
+describe("GET", "/api/openapi.json", {"summary": "This document", "security": [],
+                                      "responses": {"200": _json({"type": "object"})}})
+
+
+def described() -> set[tuple[str, str]]:
+    """(method, path) of every described route (a test checks this equals the router's routes)."""
+    return set(_OPERATIONS)
 
 
 def build_document(app: web.Application) -> Doc:

@@ -11,21 +11,23 @@ from aiohttp import web
 from billing.payouts import STATUSES, Payouts, public
 from config.errors import AppError, RateLimited
 from config.settings import RateLimit
+from rest.admin.roles import AdminAuth, roles_of
 from rest.auth import authenticate
 from rest.earnings import CREATOR
 from rest.openapi import describe, error_responses, json_response, schema
 from rest.paging import page
 from rest.purchases import read_json
+from server.admin.audit import AuditLog
 from server.core import Core
 
 log = structlog.get_logger(__name__)
 
-ADMIN = "admin"
 # Per creator; override with PAIRLY_RATE_LIMITS="payout:create=COUNT/SECONDS".
 DEFAULT_PAYOUT_RATE = RateLimit(10, 60.0)
 
 
-def payout_routes(core: Core, payouts: Payouts) -> list[web.RouteDef]:
+def payout_routes(core: Core, payouts: Payouts, admin: AdminAuth, audit: AuditLog) -> list[web.RouteDef]:
+    """`admin`: the admin routes' role check (`rest/admin/roles.py` declares these routes' roles)."""
     rate = core.settings.limits.rate_limits.get("payout:create", DEFAULT_PAYOUT_RATE)
 
     async def create(request: web.Request) -> web.Response:
@@ -48,20 +50,25 @@ def payout_routes(core: Core, payouts: Payouts) -> list[web.RouteDef]:
         return web.json_response({"payouts": [public(d) for d in docs]})
 
     async def listing(request: web.Request) -> web.Response:
-        await authenticate(request, core, ADMIN)
+        await admin(request)
         limit, _ = page(request)
         docs = await payouts.listing(request.query.get("status") or None, limit=limit)
         return web.json_response({"payouts": [public(d) for d in docs]})
 
     async def approve(request: web.Request) -> web.Response:
-        admin = await authenticate(request, core, ADMIN)
-        doc = await payouts.approve(request.match_info["payout_id"], admin.user_id)
+        actor = await admin(request)
+        doc = await payouts.approve(request.match_info["payout_id"], actor.user)
+        await audit.append(actor, "payout.approve", doc["_id"], after={"status": doc["status"]},
+                           key=f"payout:{doc['_id']}:{doc['status']}")  # approving again appends nothing
         return web.json_response(public(doc))
 
     async def reject(request: web.Request) -> web.Response:
-        admin = await authenticate(request, core, ADMIN)
+        actor = await admin(request)
         body: dict[str, Any] = await read_json(request) if await request.read() else {}
-        doc = await payouts.reject(request.match_info["payout_id"], admin.user_id, body.get("reason"))
+        doc = await payouts.reject(request.match_info["payout_id"], actor.user, body.get("reason"))
+        await audit.append(actor, "payout.reject", doc["_id"], after={"status": doc["status"]},
+                           reason=body.get("reason") if isinstance(body.get("reason"), str) else None,
+                           key=f"payout:{doc['_id']}:{doc['status']}")
         return web.json_response(public(doc))
 
     return [
@@ -101,17 +108,19 @@ describe("POST", "/api/payouts", {
 describe("GET", "/api/payouts", {"summary": "The caller's latest payouts", "x-roles": [CREATOR],
                                  "responses": {"200": _LIST, **error_responses(401, 403)}})
 describe("GET", "/api/admin/payouts", {
-    "summary": "Payouts, newest first", "x-roles": [ADMIN],
+    "summary": "Payouts, newest first", "x-roles": list(roles_of("GET", "/api/admin/payouts")),
     "parameters": [{"name": "status", "in": "query", "schema": {"enum": list(STATUSES)}},
                    {"name": "limit", "in": "query",
                     "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 50}}],
     "responses": {"200": _LIST, **error_responses(400, 401, 403)}})
 describe("POST", "/api/admin/payouts/{payout_id}/approve", {
-    "summary": "Send the money through the payout provider and settle the ledger (idempotent)", "x-roles": [ADMIN],
+    "summary": "Send the money through the payout provider and settle the ledger (idempotent)",
+    "x-roles": list(roles_of("POST", "/api/admin/payouts/{payout_id}/approve")),
     "parameters": _ID,
     "responses": {"200": json_response(_PAYOUT), **error_responses(401, 403, 404, 409, 502, 503)}})
 describe("POST", "/api/admin/payouts/{payout_id}/reject", {
-    "summary": "Return the credits to the creator's earnings (idempotent)", "x-roles": [ADMIN],
+    "summary": "Return the credits to the creator's earnings (idempotent)",
+    "x-roles": list(roles_of("POST", "/api/admin/payouts/{payout_id}/reject")),
     "parameters": _ID,
     "requestBody": {"required": False, "content": {"application/json": {"schema": {
         "type": "object", "properties": {"reason": {"type": "string", "maxLength": 500}}}}}},

@@ -109,15 +109,21 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
     if secret is None:
         print("error: dev tokens need PAIRLY_JWT_SECRET (HS256); an RS256 public key cannot sign", file=sys.stderr)
         return 2
+    roles = args.role or ["user"]
+    issuer, audience = settings.jwt.issuer, settings.jwt.audience
+    env = settings.env()
+    if set(roles) & {"admin", "moderator", "support"}:  # staff tokens carry the admin routes' iss/aud if set
+        issuer = env.text("PAIRLY_ADMIN_JWT_ISSUER") or issuer
+        audience = env.text("PAIRLY_ADMIN_JWT_AUDIENCE") or audience
     print(
         mint_token(
             secret,
             args.user,
             name=args.name,
-            roles=args.role or ["user"],
+            roles=roles,
             ttl_s=args.ttl,
-            issuer=settings.jwt.issuer,
-            audience=settings.jwt.audience,
+            issuer=issuer,
+            audience=audience,
             algorithm=settings.jwt.algorithms[0],
         )
     )

@@ -21,6 +21,7 @@ from billing.payouts import Payouts
 from billing.pricing import Pricing
 from billing.wallet_events import EarningsEvents, WalletEvents
 from config.settings import Settings
+from rest.admin import admin_routes
 from rest.calls import call_routes
 from rest.earnings import earnings_routes
 from rest.health import health_routes
@@ -33,6 +34,7 @@ from rest.wallet import wallet_routes
 from rest.webhooks import webhook_routes
 from server import indexes
 from server.access import AccessControl
+from server.admin.wiring import build_admin
 from server.auth import TokenVerifier
 from server.background import Background
 from server.blocks import BlockEvents, BlockStore, RedisBlockEvents
@@ -118,7 +120,7 @@ def create_app(settings: Settings) -> web.Application:
         block_events = RedisBlockEvents(redis, settings.redis_prefix, settings.node_id)
     else:
         manager = LocalManager()
-        connections = LocalConnections()
+        connections = LocalConnections(settings.node_id)
         limiter = LocalRateLimiter()
         block_events = BlockEvents()
 
@@ -181,6 +183,10 @@ def create_app(settings: Settings) -> web.Application:
     watcher = SessionWatcher(db, local_kicker(sio, [chat_namespace, presence_namespace, call_namespace],
                                               on_ban=calls.end_user_call),
                              poll_s=env.number("PAIRLY_SESSION_POLL_S", 0.5, min_value=0.05))
+    # Admin and moderation over REST (rest/admin/, server/admin/): roles, audit, runtime pricing, stats.
+    admin = build_admin(core, sio, [chat_namespace, presence_namespace, call_namespace], ledger=ledger,
+                        calls=calls, chat=chat.service, sessions=sessions, presence=presence, pricing=pricing,
+                        creators=creators, payments=payments)
 
     app = web.Application(
         middlewares=[oversized_polling_refusal(settings.limits.max_frame_bytes), make_middleware(metrics)],
@@ -209,7 +215,8 @@ def create_app(settings: Settings) -> web.Application:
     # Creator earnings and payouts; the payouts sweeper runs once the stores and the ledger are up.
     payouts = app[PAYOUTS] = Payouts.from_env(db, ledger, payments.providers, settings.env())
     app.add_routes(earnings_routes(core, ledger, creators, payouts))
-    app.add_routes(payout_routes(core, payouts))
+    app.add_routes(payout_routes(core, payouts, admin.deps.auth, admin.deps.audit))
+    app.add_routes(admin_routes(admin.deps))
     app.on_startup.append(lambda _: payouts.start())
     app.on_shutdown.append(lambda _: payouts.stop())
     app.add_routes(purchase_routes(core, ledger, pricing, payments))
@@ -224,6 +231,8 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_service_ctx(payments))
     app.cleanup_ctx.append(chat.lifecycle())
     app.cleanup_ctx.append(_service_ctx(calls))
+    for service in admin.services:
+        app.cleanup_ctx.append(_service_ctx(service))
     app.cleanup_ctx.append(_service_ctx(watcher))
     app.cleanup_ctx.append(_service_ctx(presence))
     app.on_shutdown.append(_drain_sockets)

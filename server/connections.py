@@ -22,12 +22,14 @@ class ConnectionRegistry(Protocol):
     async def remove(self, namespace: str, user_id: str, sid: str) -> None: ...
     async def count(self, namespace: str, user_id: str) -> int: ...
     async def live_sids(self, namespace: str, user_id: str) -> set[str]: ...
+    async def where(self, namespace: str, user_id: str) -> dict[str, str]: ...
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
 
 
 class LocalConnections:
-    def __init__(self) -> None:
+    def __init__(self, node_id: str = "local") -> None:
+        self._node = node_id
         self._by_user: dict[tuple[str, str], set[str]] = {}
 
     async def add(self, namespace: str, user_id: str, sid: str, limit: int) -> bool:
@@ -50,6 +52,9 @@ class LocalConnections:
 
     async def live_sids(self, namespace: str, user_id: str) -> set[str]:
         return set(self._by_user.get((namespace, user_id), ()))
+
+    async def where(self, namespace: str, user_id: str) -> dict[str, str]:
+        return dict.fromkeys(self._by_user.get((namespace, user_id), ()), self._node)
 
     async def start(self) -> None:
         return None
@@ -161,15 +166,19 @@ class RedisConnections:
 
     async def live_sids(self, namespace: str, user_id: str) -> set[str]:
         """Sids of the user on nodes that are alive (`count` may include a dead node's until pruned)."""
+        return set(await self.where(namespace, user_id))
+
+    async def where(self, namespace: str, user_id: str) -> dict[str, str]:
+        """{sid: node} of the user's sockets on nodes that are alive."""
         entries: dict[bytes | str, bytes | str] = await self._redis.hgetall(self._key(namespace, user_id))
         if not entries:
-            return set()
+            return {}
         nodes = sorted(set(entries.values()))
         pipe = self._redis.pipeline(transaction=False)
         for node in nodes:
             pipe.exists(self._node_prefix + _text(node))
         alive = {n for n, up in zip(nodes, await pipe.execute(), strict=True) if up}
-        return {_text(sid) for sid, node in entries.items() if node in alive}
+        return {_text(sid): _text(node) for sid, node in entries.items() if node in alive}
 
     async def alive(self, node: str) -> bool:
         return bool(await self._redis.exists(self._node_prefix + node))

@@ -8,6 +8,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from billing import ledger, payouts, purchases, webhooks
 from server import blocks, sessions, users
+from server.admin import audit as admin_audit
 from server.chat import store as chat_store
 from server.presence import archive as presence_archive
 from signaling import store as call_store
@@ -24,3 +25,4 @@ async def ensure_all(db: AsyncDatabase[dict[str, Any]]) -> None:
     await chat_store.ensure_indexes(db)
     await presence_archive.ensure_indexes(db)
     await call_store.ensure_indexes(db)
+    await admin_audit.ensure_indexes(db)

@@ -214,6 +214,16 @@ class ChatService:
         await self._emit(doc["to"], "message:deleted", {"id": message_id}, None)
         await self._emit(doc["from"], "message:deleted", {"id": message_id}, None)
 
+    async def delete_by_moderator(self, message_id: str) -> Doc:
+        """Delete a message for everyone (moderation): both parties' devices get `message:deleted`.
+        Idempotent: deleting again changes nothing and tells the devices again."""
+        doc = await self._store.delete_by_moderator(message_id, model.now())
+        if doc is None:
+            raise NotFound("no such message")
+        await self._emit(doc["to"], "message:deleted", {"id": message_id}, None)
+        await self._emit(doc["from"], "message:deleted", {"id": message_id}, None)
+        return doc
+
     # -- blocking, reports ------------------------------------------------------------------------
     async def block(self, user: str, other: str) -> None:
         if other == user:

@@ -192,6 +192,13 @@ class ChatStore:
             return_document=ReturnDocument.AFTER,
         )
 
+    async def delete_by_moderator(self, message_id: str, at: dt.datetime) -> Doc | None:
+        """Delete for everyone whoever sent it (moderation); the first deletion's time is kept."""
+        await self.messages.update_one({"_id": message_id, "deleted": {"$ne": True}},
+                                       {"$set": {"deleted": True, "text": "", "deleted_at": at,
+                                                 "deleted_by": "moderator"}})
+        return await self.get(message_id)
+
     async def report(self, message: Doc, reporter: str, reason: str, at: dt.datetime) -> str:
         report_id = view_id(message["_id"], reporter)
         other = message["to"] if message["from"] == reporter else message["from"]
