@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 GRADES = ("excellent", "good", "fair", "poor")
 UNREACHABLE = "unreachable"
@@ -57,3 +58,20 @@ def rfc3550_jitter(samples: Sequence[float]) -> float:
     for prev, cur in itertools.pairwise(samples):
         jitter += (abs(cur - prev) - jitter) / 16
     return jitter
+
+
+def public_quality(q: Mapping[str, Any], role: str) -> dict[str, Any]:
+    """A call record's `quality` as a party sees it in their history: their own probe before the
+    call, per minute each party's average/min/max figures, and the refunded minutes with why."""
+    minutes = []
+    for minute in sorted(q.get("minutes", {}), key=int):
+        row: dict[str, Any] = {"minute": int(minute)}
+        for party, figures in q["minutes"][minute].items():
+            row[party] = {name: {"avg": round(m["sum"] / m["n"], 2), "min": m["min"], "max": m["max"]}
+                          for name, m in figures.items() if isinstance(m, dict) and m.get("n")}
+        minutes.append(row)
+    out: dict[str, Any] = {"probe": q.get("probes", {}).get(role), "minutes": minutes}
+    if q.get("refunds"):
+        out["refunds"] = [{"minute": r["minute"], "credits": r["credits"], "reason": r["reason"]}
+                          for r in q["refunds"]]
+    return out

@@ -203,14 +203,3 @@ class QualityService:
         await self.events.to_user(payer, "call:billed", {"call_id": call_id, "minute": minute, "credits": -credits,
                                                          "balance": refund.balance_after, "refunded": True})
 
-
-def summary(q: Doc) -> list[Doc]:
-    """Per-minute figures of a call record's `quality.minutes` (avg/min/max per metric and party)."""
-    out = []
-    for minute in sorted(q.get("minutes", {}), key=int):
-        row: Doc = {"minute": int(minute)}
-        for role, party in q["minutes"][minute].items():
-            row[role] = {name: {"avg": round(m["sum"] / m["n"], 2), "min": m["min"], "max": m["max"]}
-                         for name, m in party.items() if isinstance(m, dict) and m.get("n")}
-        out.append(row)
-    return out

@@ -81,6 +81,12 @@ async def test_a_minute_both_parties_found_unusable_is_refunded_once(app_server,
     doc = await db["calls"].find_one({"_id": call_id})
     assert sorted(r["minute"] for r in doc["quality"]["refunds"]) == sorted(expected)
     assert all("MOS below 2.5" in r["reason"] for r in doc["quality"]["refunds"])
+    # The payer's history shows the per-minute figures and the refunded minutes.
+    history, _ = await app_server.app[CALLS].history("qr-ann", None, 5)
+    shown = history[0]["quality"]
+    assert sorted(r["minute"] for r in shown["refunds"]) == sorted(expected)
+    poor = [row for row in shown["minutes"] if row["minute"] in expected]
+    assert poor and all(row["caller"]["mos"]["avg"] < 2.5 and row["callee"]["mos"]["avg"] < 2.5 for row in poor)
     await books_agree(app_server)
 
 
