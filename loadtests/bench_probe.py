@@ -9,7 +9,7 @@ messages so the store does not dominate, WebRTC pinned to 127.0.0.1, no STUN). A
 `--rate` messages/s between 5 user pairs measures send→deliver latency (p50/p99) at the recipient.
 For each N in `--probes`, a separate worker process (so the client peers' DTLS and echo work do not
 run on the measuring loop) keeps N probes running back to back: offer, answer, echo every packet,
-wait for `call:probe:result`, again. The figure: the largest N whose chat p99 stays within 2× the
+wait for `call:probe:result`, again. The figure: the largest N whose chat p99 stays within 2x the
 unloaded p99 of the same run. Both processes share this machine's cores with the server.
 """
 
@@ -19,8 +19,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -146,16 +144,16 @@ async def run(args: argparse.Namespace) -> None:
         for count in counts:
             worker = None
             if count:
-                worker = subprocess.Popen([sys.executable, "-m", "loadtests.bench_probe", "--worker", server.url,
-                                           "--probes", str(count)], stdout=subprocess.PIPE, text=True,
-                                          env={**os.environ})
+                worker = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "loadtests.bench_probe", "--worker", server.url, "--probes", str(count),
+                    stdout=asyncio.subprocess.PIPE)
                 await asyncio.sleep(args.probe_duration)  # let the probes reach their steady state
             p50, p99, delivered = await chat_phase(server.url, args.rate, args.seconds)
             probes_done = 0
             if worker is not None:
                 worker.terminate()
-                out, _ = worker.communicate(timeout=15)
-                lines = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
+                out, _ = await asyncio.wait_for(worker.communicate(), 15)
+                lines = [json.loads(x) for x in out.decode().splitlines() if x.startswith("{")]
                 probes_done = lines[-1]["done"] if lines else 0
             rows.append((count, p50, p99, delivered, probes_done))
             print(f"probes={count:4d}  chat p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  ({delivered} msgs, "
