@@ -34,7 +34,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import SessionDescription
 from pymongo.asynchronous.database import AsyncDatabase
 
-from config.errors import Busy, InvalidPayload
+from config.errors import Busy, Conflict, InvalidPayload
 from config.settings import ConfigError, Env
 from signaling import mos as quality
 from signaling.ice import IceConfig
@@ -146,7 +146,9 @@ class _Probe:
     sent: dict[int, float] = field(default_factory=dict)
     rtts: list[float] = field(default_factory=list)
     """RTTs in ms, in arrival order."""
+    sending: bool = True
     all_echoed: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once sending is over and every packet sent has come back."""
     audio: list[MediaStreamTrack] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
 
@@ -190,6 +192,8 @@ class ProbeService:
             await self._close(probe)
             log.info("probe_offer_refused", user=user, error=str(exc))
             raise InvalidPayload("the offer cannot be answered: check its ICE and DTLS attributes") from None
+        if probe.probe_id not in self.active:  # the socket left while the answer was being made
+            raise Conflict("the probe was stopped: the connection closed")
         probe.task = asyncio.create_task(self._run(probe), name=f"probe-{probe.probe_id}")
         answer = probe.pc.localDescription
         return {"probe_id": probe.probe_id, "sdp": answer.sdp, "type": answer.type}
@@ -235,7 +239,7 @@ class ProbeService:
         if sent is None:
             return
         probe.rtts.append((arrived - sent) * 1000)
-        if not probe.sent and len(probe.rtts) >= self.settings.packets:
+        if not probe.sent and not probe.sending:
             probe.all_echoed.set()
 
     # -- measuring ---------------------------------------------------------------------------------
@@ -264,6 +268,7 @@ class ProbeService:
             return {"probe_id": probe.probe_id, "rtt_ms": None, "jitter_ms": None, "loss_pct": None, "mos": None,
                     "grade": quality.UNREACHABLE}
         drains = [asyncio.create_task(_drain(t), name="probe-audio") for t in probe.audio]
+        sent = 0
         try:
             start = time.perf_counter()
             for seq in range(s.packets):
@@ -274,7 +279,11 @@ class ProbeService:
                 if channel.readyState != "open":
                     break
                 probe.sent[seq] = time.perf_counter()
+                sent += 1
                 channel.send(json.dumps({"probe": probe.probe_id, "seq": seq, "t": round(time.time() * 1000, 3)}))
+            probe.sending = False
+            if not probe.sent:
+                probe.all_echoed.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(probe.all_echoed.wait(), s.echo_grace_s)
             rtp = await _rtp_figures(probe.pc)
@@ -282,7 +291,8 @@ class ProbeService:
             for task in drains:
                 task.cancel()
             await asyncio.gather(*drains, return_exceptions=True)
-        return summarise(probe.probe_id, s.packets, probe.rtts, rtp)
+        # Loss counts the packets sent: a channel closed early ends the probe, it is not loss.
+        return summarise(probe.probe_id, sent, probe.rtts, rtp)
 
     async def _abort(self, probe: _Probe) -> None:
         if probe.task is not None and not probe.task.done():
@@ -310,8 +320,11 @@ def summarise(probe_id: str, sent: int, rtts: list[float], rtp: tuple[float, flo
     rtt = {"p50": round(quality.percentile(rtts, 50), 2), "p95": round(quality.percentile(rtts, 95), 2)} \
         if rtts else None
     score = quality.mos(rtt["p50"] if rtt else 0.0, jitter, loss) if rtts else 1.0
-    return {"probe_id": probe_id, "rtt_ms": rtt, "jitter_ms": round(jitter, 2), "loss_pct": round(loss, 2),
-            "mos": score, "grade": quality.grade(score)}
+    out = {"probe_id": probe_id, "rtt_ms": rtt, "jitter_ms": round(jitter, 2), "loss_pct": round(loss, 2),
+           "mos": score, "grade": quality.grade(score)}
+    if rtp is not None:  # what the client's audio alone showed (already folded into the figures above)
+        out["audio"] = {"loss_pct": round(rtp[0], 2), "jitter_ms": round(rtp[1], 2)}
+    return out
 
 
 async def _drain(track: MediaStreamTrack) -> None:

@@ -52,6 +52,9 @@ async def test_a_client_sending_audio_gets_rtp_figures_folded_in(app_server, cli
     c = await clients(app_server, "pr-audio", namespaces=[CALL])
     result = await run_probe(c, ProbePeer(audio=True))
     assert result["grade"] in ("excellent", "good") and result["loss_pct"] < 5
+    # The receiver's RTP figures were read, and the reported ones are at least as bad.
+    assert result["audio"]["loss_pct"] <= result["loss_pct"] and result["audio"]["jitter_ms"] <= result["jitter_ms"]
+    assert "audio" not in await run_probe(c, ProbePeer())
 
 
 async def test_a_peer_that_never_connects_is_unreachable(app_server, clients) -> None:
