@@ -10,7 +10,7 @@ import dataclasses
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 
-from server.app import PROBES
+from server.app import CORE, PROBES
 from signaling.webrtc import host_addresses
 from tests.server.call.conftest import CALL, call_env, error_code, ok, until
 from tests.server.call.probe_support import LOOPBACK_ENV, run_probe
@@ -147,3 +147,17 @@ async def test_hundreds_of_probes_leave_nothing_behind(app_server, clients) -> N
     # Closing is asynchronous on both sides (aiortc ends its transports' tasks): wait for the counts
     # to come back; a leak keeps them above the baseline and fails here.
     assert await until(settled)
+
+
+async def test_a_probe_stops_when_its_socket_leaves(app_server, clients) -> None:
+    c = await clients(app_server, "pr-left", namespaces=[CALL])
+    peer = ProbePeer()
+    ack = await ok(c, "call:probe", await peer.offer())  # the answer is never taken: it would wait
+    probes = app_server.app[PROBES]
+    server_pc = probes.active[ack["probe_id"]].pc
+    await c.close()
+    await until(lambda: not probes.active)
+    assert server_pc.connectionState == "closed"
+    # Stopped, not timed out: no verdict was recorded for the user.
+    assert await app_server.app[CORE].db["call_probes"].find_one({"_id": "pr-left"}) is None
+    await peer.close()
