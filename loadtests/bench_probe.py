@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -160,6 +161,7 @@ async def run(args: argparse.Namespace) -> None:
                   f"{probes_done} probes completed)", flush=True)
     finally:
         server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
     base = rows[0][2] if rows and rows[0][0] == 0 else None
     if base:
         ok = [c for c, _, p99, _, _ in rows if p99 <= 2 * base]
