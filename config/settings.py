@@ -32,6 +32,7 @@ DEFAULT_RATE_LIMITS: dict[str, tuple[int, float]] = {
     "call:invite": (5, 10.0),
     "call:signal": (50, 1.0),
     "call:probe": (3, 60.0),
+    "call:stats": (10, 10.0),
 }
 
 

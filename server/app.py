@@ -38,7 +38,7 @@ from server.admin.wiring import build_admin
 from server.auth import TokenVerifier
 from server.background import Background
 from server.blocks import BlockEvents, BlockStore, RedisBlockEvents
-from server.call_wiring import build_calls
+from server.call_wiring import build_calls, build_probes
 from server.chat.wiring import ChatRuntime, build_chat
 from server.connections import ConnectionRegistry, LocalConnections, RedisConnections
 from server.core import Core
@@ -59,6 +59,7 @@ from server.store import EmbeddedStore, StoreUnavailable, make_client, redact, w
 from server.transports import TransportGuard
 from server.users import UserStore
 from signaling.ice import IceConfig
+from signaling.probe import ProbeService
 from signaling.service import CallService
 
 log = structlog.get_logger(__name__)
@@ -74,6 +75,7 @@ PAYMENTS = web.AppKey("payments", Payments)
 EMBEDDED = web.AppKey("embedded_store", EmbeddedStore)
 CHAT = web.AppKey("chat", ChatRuntime)
 CALLS = web.AppKey("calls", CallService)
+PROBES = web.AppKey("probes", ProbeService)
 SESSIONS = web.AppKey("sessions", SessionControl)
 SOCKET_REQUESTS = web.AppKey("socket_requests", SocketRequests)
 # Share of PAIRLY_SHUTDOWN_TIMEOUT_S for telling clients and closing their transports; the rest is for
@@ -176,7 +178,8 @@ def create_app(settings: Settings) -> web.Application:
     calls = build_calls(core, manager, connections, ledger, creators, chat.push, IceConfig.from_env(settings.env()))
     block_events.subscribe(lambda change: calls.block_changed(change.blocker, change.blocked)
                            if change.now_blocked else _nothing())
-    call_namespace = CallNamespace("/call", core, calls)
+    probes = build_probes(core, manager, calls)
+    call_namespace = CallNamespace("/call", core, calls, probes)
     sio.register_namespace(call_namespace)
     # Revocations and bans reach live sockets on every node (server/sessions.py).
     sessions = SessionControl(db, users, revocations)
@@ -200,6 +203,7 @@ def create_app(settings: Settings) -> web.Application:
     app[PAYMENTS] = payments
     app[CHAT] = chat
     app[CALLS] = calls
+    app[PROBES] = probes
     app[SESSIONS] = sessions
     if embedded is not None:
         app[EMBEDDED] = embedded
@@ -233,6 +237,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_service_ctx(calls))
     for service in admin.services:
         app.cleanup_ctx.append(_service_ctx(service))
+    app.cleanup_ctx.append(_service_ctx(probes))
     app.cleanup_ctx.append(_service_ctx(watcher))
     app.cleanup_ctx.append(_service_ctx(presence))
     app.on_shutdown.append(_drain_sockets)

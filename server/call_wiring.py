@@ -15,6 +15,8 @@ from server.routing import LocalManager
 from signaling.billing import CallBilling
 from signaling.config import CallSettings
 from signaling.ice import IceConfig
+from signaling.probe import ProbeService, ProbeSettings, ProbeStore
+from signaling.quality import QualityService, QualitySettings
 from signaling.service import CallService
 from signaling.store import CallStore
 
@@ -74,8 +76,20 @@ def build_calls(core: Core, manager: LocalManager, connections: ConnectionRegist
     settings = CallSettings.from_env(core.settings.env())
     nodes = RedisNodes(core, connections) if isinstance(connections, RedisConnections) else None
     drift = core.metrics.call_tick_drift
+    store, billing, events = CallStore(core.db), CallBilling(ledger), SocketCallEvents(core, manager)
+    quality = QualityService(settings=QualitySettings.from_env(core.settings.env()),
+                             interval_s=settings.billing_interval_s, store=store, billing=billing, events=events)
     return CallService(
-        settings=settings, node=core.settings.node_id, store=CallStore(core.db), billing=CallBilling(ledger),
-        creators=creators, events=SocketCallEvents(core, manager), devices=RegistryDevices(connections),
+        settings=settings, node=core.settings.node_id, store=store, billing=billing,
+        creators=creators, events=events, devices=RegistryDevices(connections),
         nodes=nodes, blocks=core.blocks, push=push, limiter=core.rate_limiter, ice=ice,
-        spawn=lambda coro, name: core.background.spawn(coro, name=name), observe_drift=drift.observe)
+        spawn=lambda coro, name: core.background.spawn(coro, name=name), observe_drift=drift.observe,
+        probes=ProbeStore(core.db), probe_max_age_s=ProbeSettings.from_env(core.settings.env()).max_age_s,
+        quality=quality)
+
+
+def build_probes(core: Core, manager: LocalManager, calls: CallService) -> ProbeService:
+    """The pre-call probe of this node (its peers live here; results go to the probing socket)."""
+    return ProbeService(settings=ProbeSettings.from_env(core.settings.env()), ice=calls.ice,
+                        events=SocketCallEvents(core, manager), store=ProbeStore(core.db),
+                        node=core.settings.node_id)

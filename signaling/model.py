@@ -9,7 +9,9 @@ compare-and-set updates:
     dev: {caller: {sid, node}, callee: {sid, node} | None}   the devices taking part,
     owner: node that ticks (or settles) the call; nodes: the devices' nodes — both removed once settled,
     media_changes: [{at, media, minute}], ice: {caller: n, callee: n}, offline: bool (pushed),
-    billed_minutes, credits, duration_s, settled: bool, quality: {} (the probe issue fills it)
+    billed_minutes, credits, duration_s, settled: bool,
+    quality: {probes: {caller, callee}, samples: {role: n}, minutes: {n: {role: figures}}, refunds: [...]}
+    (signaling.quality)
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import datetime as dt
 import secrets
 import time
 from typing import Any
+
+from signaling.mos import public_quality
 
 Doc = dict[str, Any]
 
@@ -82,5 +86,5 @@ def public(doc: Doc, viewer: str) -> Doc:
                           for c in doc.get("media_changes", ())],
     }
     if doc.get("quality"):
-        out["quality"] = doc["quality"]
+        out["quality"] = public_quality(doc["quality"], "caller" if viewer == doc["caller"] else "callee")
     return out

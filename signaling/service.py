@@ -43,6 +43,8 @@ from signaling.model import (
     ts,
 )
 from signaling.ports import Blocks, CallEvents, Devices, Limiter, Nodes, Push
+from signaling.probe import ProbeStore, verdict
+from signaling.quality import QualityService
 from signaling.store import CallStore
 from signaling.timers import DueBatch, Timers
 from signaling.validate import Signal
@@ -71,7 +73,9 @@ class CallService:
     def __init__(self, *, settings: CallSettings, node: str, store: CallStore, billing: CallBilling,
                  creators: Creators, events: CallEvents, devices: Devices, nodes: Nodes | None, blocks: Blocks,
                  push: Push, limiter: Limiter, ice: IceConfig, spawn: Spawn,
-                 observe_drift: Callable[[float], None] = lambda _s: None) -> None:
+                 observe_drift: Callable[[float], None] = lambda _s: None,
+                 probes: ProbeStore | None = None, probe_max_age_s: float = 3600.0,
+                 quality: QualityService | None = None) -> None:
         self.settings = settings
         self.node = node
         self.store = store
@@ -90,6 +94,9 @@ class CallService:
         self.ticking: dict[str, _Ticking] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self._signal_rate = RateLimit(settings.signals_per_s, 1.0)
+        self.probes = probes  # each user's latest probe (signaling.probe)
+        self.probe_max_age_s = probe_max_age_s
+        self.quality = quality  # call:stats and quality refunds (signaling.quality)
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -124,9 +131,11 @@ class CallService:
             callee = {"reachable": True, "via": "push"}
         else:
             callee = {"reachable": False, "via": None, "reason": "offline"}
+        at = time.time()
+        probe = verdict((await self.probes.latest([user])).get(user), at) if self.probes else None
         return {"rate_per_minute": rate, "affordable_minutes": available // rate if rate else None,
-                "callee": callee, "ice_servers": self.ice.servers(user, time.time()), "ttl": self.ice.ttl_s,
-                "probe": None, "suggest_probe": True}
+                "callee": callee, "ice_servers": self.ice.servers(user, at), "ttl": self.ice.ttl_s,
+                "probe": probe, "suggest_probe": probe is None or probe["age_s"] > self.probe_max_age_s}
 
     async def invite(self, user: str, sid: str, to: str, media: str) -> Doc:
         if to == user:
@@ -149,7 +158,7 @@ class CallService:
             "dev": {"caller": {"sid": sid, "node": self.node}, "callee": None},
             "owner": self.node, "nodes": [self.node], "media_changes": [{"at": at, "media": media, "minute": 1}],
             "ice": {}, "offline": offline, "billed_minutes": 0, "credits": 0, "duration_s": 0,
-            "settled": False, "quality": {},
+            "settled": False, "quality": await self._probes_of(user, to),
         }
         # The record first: a crash after the hold leaves a record whose settlement releases it.
         await self.store.insert(doc)
@@ -276,6 +285,13 @@ class CallService:
         return [public(d, user) for d in docs], (docs[-1]["_id"] if more and docs else None)
 
     # -- helpers -----------------------------------------------------------------------------------
+    async def _probes_of(self, caller: str, callee: str) -> Doc:
+        """The parties' latest probe verdicts, attached to the call record at invite."""
+        if self.probes is None:
+            return {}
+        latest, at = await self.probes.latest([caller, callee]), time.time()
+        return {"probes": {"caller": verdict(latest.get(caller), at), "callee": verdict(latest.get(callee), at)}}
+
     async def _party_call(self, user: str, call_id: str) -> tuple[Doc, str]:
         doc = await self.store.get(call_id)
         if doc is None:
@@ -348,6 +364,8 @@ class CallService:
             self.push.notify(f"call:{call_id}:missed", doc["callee"], "call:missed",
                              {"call_id": call_id, "from": doc["caller"], "media": doc["media"]})
         log.info("call_ended", call=call_id, reason=doc["reason"], minutes=len(minutes), credits=totals["credits"])
+        if self.quality is not None:  # judge every billed minute for a quality refund (idempotent)
+            self._spawn(self.quality.judge(call_id, list(range(1, len(minutes) + 1))), "call-quality")
         return doc
 
     async def _decide_minutes(self, doc: Doc, due: int, *, catch_up: bool) -> list[Entry]:
@@ -420,6 +438,9 @@ class CallService:
         balance = entry.balance_after if entry.postings else (await self.billing.ledger.wallet(t.payer)).balance
         await self.events.to_user(t.payer, "call:billed", {"call_id": t.call_id, "minute": minute,
                                                            "credits": charged(entry), "balance": balance})
+        judge_at = self.quality.judge_at(t.accepted_ts, minute) if self.quality is not None else None
+        if judge_at is not None:
+            self.timers.schedule((t.call_id, f"quality:{minute}"), judge_at)
         if self.ticking.get(t.call_id) is not t:
             return
         self.timers.schedule((t.call_id, "tick"), self._boundary(t, minute + 1))
@@ -447,6 +468,8 @@ class CallService:
                 self._spawn(self._warn(call_id), "call-low-balance")
             elif what.startswith("grace:"):
                 self._spawn(self._grace_over(call_id, what[len("grace:"):]), "call-grace")
+            elif what.startswith("quality:") and self.quality is not None:
+                self._spawn(self.quality.judge(call_id, [int(what[len("quality:"):])]), "call-quality")
         if ticks:
             self._spawn(self._tick(ticks), "call-tick")
 

@@ -13,12 +13,14 @@ from typing import Any
 from server.core import Core
 from server.namespaces.base import Ack, BaseNamespace, Caller, Handler
 from signaling import validate
+from signaling.probe import ProbeService
 from signaling.service import CallService
 
 
 class CallNamespace(BaseNamespace):
-    def __init__(self, namespace: str, core: Core, service: CallService) -> None:
+    def __init__(self, namespace: str, core: Core, service: CallService, probes: ProbeService) -> None:
         self.service = service
+        self.probes = probes
         super().__init__(namespace, core)
 
     def handlers(self) -> Mapping[str, Handler]:
@@ -32,10 +34,13 @@ class CallNamespace(BaseNamespace):
             "call:end": self._end,
             "call:signal": self._signal,
             "call:media": self._media,
+            "call:stats": self._stats,
+            "call:probe": self._probe,
         }
 
     async def disconnected(self, caller: Caller, reason: str) -> None:
         await self.service.device_gone(caller.user_id)
+        await self.probes.device_gone(caller.sid)
 
     async def _ice_servers(self, caller: Caller, data: Any) -> Ack:
         # The payload is `{}`; anything else in it is ignored (nothing to validate, nothing changes).
@@ -69,3 +74,10 @@ class CallNamespace(BaseNamespace):
     async def _media(self, caller: Caller, data: Any) -> Ack:
         call_id, media = validate.media_change(data)
         return await self.service.change_media(caller.user_id, call_id, media)
+
+    async def _stats(self, caller: Caller, data: Any) -> Ack:
+        assert self.service.quality is not None
+        return await self.service.quality.stats(caller.user_id, data)
+
+    async def _probe(self, caller: Caller, data: Any) -> Ack:
+        return await self.probes.probe(caller.user_id, caller.sid, data)
