@@ -19,6 +19,7 @@ from server.admin.stats import NodeStats
 from server.admin.users import AdminUsers
 from server.chat.service import ChatService
 from server.sessions import SessionControl
+from signaling.quality_report import QualityReport
 from signaling.service import CallService
 
 _MAX_QUERY = 200
@@ -37,6 +38,8 @@ class AdminDeps:
     stats: NodeStats
     pricing: RuntimePricing
     moderation: Moderation
+    quality: QualityReport
+    quality_scan_max: int
 
 
 def text_param(request: web.Request, name: str) -> str | None:

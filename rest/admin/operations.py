@@ -3,12 +3,13 @@ call, notices, runtime pricing, and reading the audit log. Thin over their servi
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from aiohttp import web
 
-from config.errors import Conflict, NotFound
-from rest.admin.deps import AdminDeps, text_param, time_param
+from config.errors import Conflict, InvalidPayload, NotFound
+from rest.admin.deps import AdminDeps, int_param, text_param, time_param
 from rest.admin.roles import roles_of
 from rest.admin.schema import body
 from rest.openapi import describe, error_responses, json_response
@@ -36,6 +37,18 @@ def operation_routes(d: AdminDeps) -> list[web.RouteDef]:
         limit, _ = page(request)
         docs = await d.calls.store.active(limit=limit)
         return web.json_response({"calls": [_call_view(c) for c in docs]})
+
+    async def call_quality(request: web.Request) -> web.Response:
+        await d.auth(request)
+        until = time_param(request, "until") or dt.datetime.now(dt.UTC)
+        since = time_param(request, "since") or until - dt.timedelta(days=1)
+        if since >= until:
+            raise InvalidPayload("since must be before until")
+        worst = int_param(request, "worst")
+        worst = 10 if worst is None else worst
+        if not 0 <= worst <= 100:
+            raise InvalidPayload("worst must be 0..100")
+        return web.json_response(await d.quality.window(since, until, worst=worst, scan_max=d.quality_scan_max))
 
     async def end_call(request: web.Request) -> web.Response:
         actor = await d.auth(request)
@@ -86,6 +99,7 @@ def operation_routes(d: AdminDeps) -> list[web.RouteDef]:
     return [
         web.get("/api/admin/stats", stats),
         web.get("/api/admin/calls/active", active_calls),
+        web.get("/api/admin/calls/quality", call_quality),
         web.post("/api/admin/calls/{call_id}/end", end_call),
         web.post("/api/admin/notice", notice),
         web.get("/api/admin/pricing", get_pricing),
@@ -126,6 +140,23 @@ _doc("GET", "/api/admin/calls/active", {
     "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}}],
     "responses": {"200": json_response({"type": "object", "properties": {
         "calls": {"type": "array", "items": _CALL}}}), **error_responses(400, 401, 403)}})
+_GRADES = {"type": "object", "additionalProperties": {"type": "integer"}}
+_doc("GET", "/api/admin/calls/quality", {
+    "summary": "Call quality over a window: grade distribution of calls (from their call:stats) and of "
+               "probes, and the worst calls with their per-minute stats",
+    "parameters": [
+        {"name": "since", "in": "query", "schema": {"type": "string", "format": "date-time"},
+         "description": "calls placed at or after (default: 24 h before until)"},
+        {"name": "until", "in": "query", "schema": {"type": "string", "format": "date-time"},
+         "description": "calls placed before (default: now)"},
+        {"name": "worst", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 100},
+         "description": "how many of the worst calls to list (default 10)"}],
+    "responses": {"200": json_response({"type": "object", "properties": {
+        "since": {"type": "string"}, "until": {"type": "string"},
+        "calls": {"type": "integer", "description": "accepted calls ended in the window, read"},
+        "truncated": {"type": "boolean", "description": "more than PAIRLY_ADMIN_QUALITY_SCAN_MAX calls"},
+        "grades": _GRADES, "probes": _GRADES,
+        "worst": {"type": "array", "items": {"type": "object"}}}}), **error_responses(400, 401, 403)}})
 _doc("POST", "/api/admin/calls/{call_id}/end", {
     "summary": "End a call (reason ended_by_admin); billing settles as for any end",
     "parameters": [{"name": "call_id", "in": "path", "required": True, "schema": {"type": "string"}}],

@@ -46,6 +46,7 @@ ROUTE_ROLES: dict[tuple[str, str], tuple[str, ...]] = {
     ("POST", "/api/admin/reports/{report_id}/resolve"): _MOD,
     ("GET", "/api/admin/stats"): _SUP,
     ("GET", "/api/admin/calls/active"): _SUP,
+    ("GET", "/api/admin/calls/quality"): _SUP,
     ("POST", "/api/admin/calls/{call_id}/end"): (ADMIN,),
     ("POST", "/api/admin/notice"): (ADMIN,),
     ("GET", "/api/admin/pricing"): _SUP,

@@ -24,6 +24,7 @@ from server.chat.service import ChatService
 from server.core import Core
 from server.presence.service import PresenceService
 from server.sessions import LocalSockets, SessionControl
+from signaling.quality_report import QualityReport
 from signaling.service import CallService
 
 Doc = dict[str, Any]
@@ -70,5 +71,7 @@ def build_admin(core: Core, sio: socketio.AsyncServer, namespaces: Sequence[Loca
     deps = AdminDeps(
         auth=AdminAuth.from_settings(settings, core.access, core.users, core.revocations),
         audit=AuditLog(core.db), users=users, sessions=sessions, ledger=ledger, calls=calls, chat=chat,
-        notices=notices, stats=stats, pricing=runtime_pricing, moderation=moderation)
+        notices=notices, stats=stats, pricing=runtime_pricing, moderation=moderation,
+        quality=QualityReport(core.db),
+        quality_scan_max=env.integer("PAIRLY_ADMIN_QUALITY_SCAN_MAX", 20_000, min_value=100))
     return AdminRuntime(deps, (runtime_pricing, stats))
