@@ -27,12 +27,13 @@ def stamp(moment: dt.datetime) -> str:
 
 async def a_call(app: Any, clients: Any, caller: str, callee: str, stats: dict[str, Any] | None) -> str:
     a, b, call_id = await start_call(app, clients, caller, callee)
-    for _ in range(3 if stats else 0):
+    for _ in range(3 if stats is not None else 0):
+        assert stats is not None
         await ack_ok(a, "call:stats", {"call_id": call_id, **stats})
         await ack_ok(b, "call:stats", {"call_id": call_id, **stats})
     await ack_ok(a, "call:end", {"call_id": call_id})
     await until(lambda: ended(a, call_id))
-    return call_id
+    return str(call_id)
 
 
 async def test_grades_over_a_window_and_the_worst_calls(app_server, clients) -> None:
