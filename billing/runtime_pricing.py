@@ -14,8 +14,6 @@ what its hold covers), like a creator's own rate change.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import json
 from collections.abc import Iterable, Mapping
@@ -30,6 +28,7 @@ from billing.ledger import Ledger
 from billing.packages import Catalogue, CreditPackage, parse_packages
 from billing.pricing import Pricing
 from config.errors import Conflict, InvalidPayload
+from config.periodic import Periodic
 from config.settings import ConfigError
 
 log = structlog.get_logger(__name__)
@@ -58,27 +57,15 @@ class RuntimePricing:
         self._creators = creators
         self._ledger = ledger
         self._currencies = tuple(sorted(set(currencies)))
-        self._poll_s = poll_s
+        self._poller = Periodic("pricing_poll", poll_s, self.refresh)
         self.version = 0
-        self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.refresh()
-        self._task = asyncio.create_task(self._run(), name="pricing-poll")
+        self._poller.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._poll_s)
-            try:
-                await self.refresh()
-            except Exception:
-                log.warning("pricing_poll_failed", exc_info=True)
+        await self._poller.stop()
 
     async def refresh(self) -> bool:
         """Apply the stored prices if they are newer than this node's; True when something changed."""

@@ -11,8 +11,6 @@ node that was briefly cut off from Redis.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import time
 from collections.abc import Awaitable, Callable
@@ -23,6 +21,7 @@ from bson import ObjectId
 from pymongo.asynchronous.database import AsyncDatabase
 
 from config.errors import InvalidPayload
+from config.periodic import Periodic
 from server.revocation import RevocationStore
 from server.users import UserStore
 
@@ -73,27 +72,15 @@ class SessionWatcher:
     def __init__(self, db: AsyncDatabase[Doc], kick: Kick, *, poll_s: float = 0.5) -> None:
         self._events = db["session_events"]
         self._kick = kick
-        self._poll_s = poll_s
+        self._poller = Periodic("session_events_poll", poll_s, self.poll)
         self._seen: dict[Any, float] = {}
         self._since = dt.datetime.now(dt.UTC)
-        self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="session-watcher")
+        self._poller.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._poll_s)
-            try:
-                await self.poll()
-            except Exception:
-                log.warning("session_events_poll_failed", exc_info=True)
+        await self._poller.stop()
 
     async def poll(self) -> None:
         since = self._since - dt.timedelta(seconds=_OVERLAP_S)

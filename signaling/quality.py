@@ -27,11 +27,11 @@ import structlog
 
 from billing import accounts
 from billing.ledger import Entry, Leg, Transfer
-from config.errors import Conflict, Forbidden, InvalidPayload, NotFound, RateLimited
+from config.errors import Conflict, InvalidPayload, RateLimited
 from config.settings import ConfigError, Env
 from signaling import mos as quality
 from signaling.billing import MINUTE_KIND, CallBilling, charged, minutes_started
-from signaling.model import ACCEPTED, Doc, now, role_of, ts
+from signaling.model import ACCEPTED, Doc, now, ts
 from signaling.ports import CallEvents
 from signaling.store import CallStore
 from signaling.validate import call_id as parse_call_id
@@ -108,12 +108,7 @@ class QualityService:
     # -- call:stats --------------------------------------------------------------------------------
     async def stats(self, user: str, data: Any) -> Doc:
         call_id, metrics = parse_stats(data)
-        doc = await self.store.get(call_id)
-        if doc is None:
-            raise NotFound("no such call")
-        role = role_of(doc, user)
-        if role is None:
-            raise Forbidden("you are not a party to this call")
+        doc, role = await self.store.party_call(user, call_id)
         if doc["state"] != ACCEPTED:
             raise Conflict("stats are taken during an accepted call only")
         minute = minutes_started(ts(doc["accepted_at"]), time.time(), self.interval_s)

@@ -23,7 +23,7 @@ import structlog
 from billing.creators import Creators
 from billing.errors import InsufficientCredits
 from billing.ledger import Entry
-from config.errors import Blocked, Busy, Conflict, Forbidden, InvalidPayload, NotFound, RateLimited
+from config.errors import Blocked, Busy, Conflict, Forbidden, InvalidPayload, RateLimited
 from config.settings import RateLimit
 from signaling.billing import MINUTE_KIND, CallBilling, charged, minutes_started
 from signaling.config import CallSettings
@@ -293,13 +293,7 @@ class CallService:
         return {"probes": {"caller": verdict(latest.get(caller), at), "callee": verdict(latest.get(callee), at)}}
 
     async def _party_call(self, user: str, call_id: str) -> tuple[Doc, str]:
-        doc = await self.store.get(call_id)
-        if doc is None:
-            raise NotFound("no such call")
-        role = role_of(doc, user)
-        if role is None:
-            raise Forbidden("you are not a party to this call")
-        return doc, role
+        return await self.store.party_call(user, call_id)
 
     async def _bind(self, doc: Doc, role: str, user: str, sid: str) -> None:
         """Signals come from the party's device in the call; after a reconnect (the old socket gone)

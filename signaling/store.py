@@ -15,7 +15,8 @@ from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from signaling.model import ACCEPTED, ENDED, OPEN, RINGING, Doc
+from config.errors import Forbidden, NotFound
+from signaling.model import ACCEPTED, ENDED, OPEN, RINGING, Doc, role_of
 
 
 class CallStore:
@@ -29,6 +30,16 @@ class CallStore:
 
     async def get(self, call_id: str) -> Doc | None:
         return await self.calls.find_one({"_id": call_id})
+
+    async def party_call(self, user: str, call_id: str) -> tuple[Doc, str]:
+        """The call and `user`'s role in it; NotFound, or Forbidden for someone else's call."""
+        doc = await self.get(call_id)
+        if doc is None:
+            raise NotFound("no such call")
+        role = role_of(doc, user)
+        if role is None:
+            raise Forbidden("you are not a party to this call")
+        return doc, role
 
     async def accept(self, call_id: str, sid: str, node: str, at: dt.datetime) -> Doc | None:
         return await self.calls.find_one_and_update(
