@@ -26,28 +26,47 @@ class ConnectionRegistry(Protocol):
 
 class LocalConnections:
     def __init__(self) -> None:
-        self._by_user: dict[tuple[str, str], set[str]] = {}
+        # A user's one sid as a plain string, a set only from the second: nearly every user has one
+        # connection per namespace, and a set costs ~200 bytes more (docs/memory.md).
+        self._by_user: dict[tuple[str, str], str | set[str]] = {}
 
     async def add(self, namespace: str, user_id: str, sid: str, limit: int) -> bool:
-        sids = self._by_user.setdefault((namespace, user_id), set())
+        key = (namespace, user_id)
+        held = self._by_user.get(key)
+        if held is None:
+            if limit < 1:
+                return False
+            self._by_user[key] = sid
+            return True
+        sids = {held} if isinstance(held, str) else held
         if len(sids) >= limit:
             return False
         sids.add(sid)
+        self._by_user[key] = sids
         return True
 
     async def remove(self, namespace: str, user_id: str, sid: str) -> None:
         key = (namespace, user_id)
-        sids = self._by_user.get(key)
-        if sids is not None:
-            sids.discard(sid)
-            if not sids:
+        held = self._by_user.get(key)
+        if held is None:
+            return
+        if isinstance(held, str):
+            if held == sid:
                 del self._by_user[key]
+            return
+        held.discard(sid)
+        if len(held) == 1:
+            self._by_user[key] = next(iter(held))
+        elif not held:
+            del self._by_user[key]
 
     async def count(self, namespace: str, user_id: str) -> int:
-        return len(self._by_user.get((namespace, user_id), ()))
+        held = self._by_user.get((namespace, user_id))
+        return 0 if held is None else 1 if isinstance(held, str) else len(held)
 
     async def live_sids(self, namespace: str, user_id: str) -> set[str]:
-        return set(self._by_user.get((namespace, user_id), ()))
+        held = self._by_user.get((namespace, user_id))
+        return set() if held is None else {held} if isinstance(held, str) else set(held)
 
     async def start(self) -> None:
         return None
