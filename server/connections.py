@@ -26,47 +26,28 @@ class ConnectionRegistry(Protocol):
 
 class LocalConnections:
     def __init__(self) -> None:
-        # A user's one sid as a plain string, a set only from the second: nearly every user has one
-        # connection per namespace, and a set costs ~200 bytes more (docs/memory.md).
-        self._by_user: dict[tuple[str, str], str | set[str]] = {}
+        self._by_user: dict[tuple[str, str], set[str]] = {}
 
     async def add(self, namespace: str, user_id: str, sid: str, limit: int) -> bool:
-        key = (namespace, user_id)
-        held = self._by_user.get(key)
-        if held is None:
-            if limit < 1:
-                return False
-            self._by_user[key] = sid
-            return True
-        sids = {held} if isinstance(held, str) else held
+        sids = self._by_user.setdefault((namespace, user_id), set())
         if len(sids) >= limit:
             return False
         sids.add(sid)
-        self._by_user[key] = sids
         return True
 
     async def remove(self, namespace: str, user_id: str, sid: str) -> None:
         key = (namespace, user_id)
-        held = self._by_user.get(key)
-        if held is None:
-            return
-        if isinstance(held, str):
-            if held == sid:
+        sids = self._by_user.get(key)
+        if sids is not None:
+            sids.discard(sid)
+            if not sids:
                 del self._by_user[key]
-            return
-        held.discard(sid)
-        if len(held) == 1:
-            self._by_user[key] = next(iter(held))
-        elif not held:
-            del self._by_user[key]
 
     async def count(self, namespace: str, user_id: str) -> int:
-        held = self._by_user.get((namespace, user_id))
-        return 0 if held is None else 1 if isinstance(held, str) else len(held)
+        return len(self._by_user.get((namespace, user_id), ()))
 
     async def live_sids(self, namespace: str, user_id: str) -> set[str]:
-        held = self._by_user.get((namespace, user_id))
-        return set() if held is None else {held} if isinstance(held, str) else set(held)
+        return set(self._by_user.get((namespace, user_id), ()))
 
     async def start(self) -> None:
         return None

@@ -1,5 +1,5 @@
-"""The in-process connection registry (one node, no Redis): a user's first sid is held without a set,
-and the cap, removal and counts behave the same from one sid to many and back."""
+"""The in-process connection registry (one node, no Redis): the cap, removal and counts behave the
+same from one sid to many and back (the shape a leaner layout must keep, docs/memory.md)."""
 
 from __future__ import annotations
 
