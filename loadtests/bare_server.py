@@ -13,7 +13,9 @@ import socketio
 import uvloop
 from aiohttp import web
 
-sio = socketio.AsyncServer(async_mode="aiohttp", cors_allowed_origins="*", logger=False, engineio_logger=False)
+# namespaces="*": the connection benchmarks join /presence and /call too (no handlers there).
+sio = socketio.AsyncServer(async_mode="aiohttp", cors_allowed_origins="*", namespaces="*", logger=False,
+                          engineio_logger=False)
 app = web.Application()
 sio.attach(app)
 

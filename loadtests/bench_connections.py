@@ -1,92 +1,58 @@
-"""Memory per idle authenticated connection: the server vs a bare python-socketio server, same run.
+"""Memory per idle authenticated device: the server vs a bare python-socketio server, same run.
 
     .venv/bin/python -m loadtests.bench_connections [--connections 10000]
+        [--namespaces /chat,/presence,/call] [--deflate]
 
-Each connection is a raw Engine.IO WebSocket (lighter than a python-socketio client, so one client
-process can hold thousands) that joins `/chat` with a JWT of its own user. The figure is
-(server RSS with N connections - RSS idle) / N, next to the same figure for a bare python-socketio
-server accepting the same connections. Bounded: it stops after the connections are measured.
+Each device is a raw Engine.IO WebSocket (lighter than a python-socketio client, so one client
+process can hold thousands) that joins every namespace in `--namespaces` (default: all three, as the
+apps do) with a JWT of its own user. The figure is (server RSS with N devices - RSS idle) / N, next to
+the same figure for a bare python-socketio server accepting the same connections. `--deflate` makes
+the clients negotiate permessage-deflate, as browsers do. The server runs on `make run`'s defaults
+(embedded store, no Redis). Bounded: it stops after the connections are measured.
+Where the memory goes, per allocation site: `loadtests.mem_profile`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
-import aiohttp
-
 from loadtests.common import bare_server_cmd, raise_nofile, rss_kb, start_server, wait_http
+from loadtests.idle_clients import IdleClients, auth_json
 from server.auth import mint_token
 
 SECRET = "bench-secret-0123456789-0123456789-abcdef"
 
 
-async def _hold(
-    url: str, n: int, namespace: str, tokens: dict[int, str] | None, ready: asyncio.Event, stop: asyncio.Event
-) -> int:
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
-    sockets: list[aiohttp.ClientWebSocketResponse] = []
-    pongers: list[asyncio.Task[None]] = []
-    ok = 0
-    sem = asyncio.Semaphore(200)
-
-    async def one(i: int) -> None:
-        nonlocal ok
-        async with sem:
-            try:
-                ws = await session.ws_connect(f"{url}/socket.io/?EIO=4&transport=websocket")
-                sockets.append(ws)
-                assert (await ws.receive_str()).startswith("0")
-                auth = json.dumps({"token": tokens[i]}) if tokens else "{}"
-                await ws.send_str(f"40{namespace},{auth}")
-                if (await ws.receive_str()).startswith(f"40{namespace},"):
-                    ok += 1
-                pongers.append(asyncio.create_task(_pong(ws)))
-            except Exception as exc:  # counted as a failed connection
-                print(f"connect {i} failed: {exc!r}", file=sys.stderr)
-
-    await asyncio.gather(*(one(i) for i in range(n)))
-    ready.set()
-    await stop.wait()
-    for task in pongers:
-        task.cancel()
-    for ws in sockets:
-        await ws.close()
-    await session.close()
-    return ok
-
-
-async def _pong(ws: aiohttp.ClientWebSocketResponse) -> None:
-    async for msg in ws:
-        if msg.type == aiohttp.WSMsgType.TEXT and msg.data == "2":
-            await ws.send_str("3")
-
-
-async def measure(url: str, pid: int, n: int, namespace: str, tokens: dict[int, str] | None) -> tuple[float, int]:
-    """(KB of server RSS per connection, connections made)."""
+async def measure(url: str, pid: int, n: int, namespaces: list[str], auth: Callable[[int], str],
+                  deflate: bool) -> tuple[float, int]:
+    """(KB of server RSS per device, devices connected)."""
     await asyncio.sleep(1.0)
     idle = rss_kb(pid)
-    ready, stop = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(_hold(url, n, namespace, tokens, ready, stop))
-    await asyncio.wait_for(ready.wait(), 300)
-    await asyncio.sleep(2.0)  # let the server settle (background upserts, GC)
-    loaded = rss_kb(pid)
-    stop.set()
-    ok = await task
-    return (loaded - idle) / max(ok, 1), ok
+    clients = IdleClients(url, namespaces, deflate=deflate)
+    try:
+        await asyncio.wait_for(clients.open(n, auth), 600)
+        await asyncio.sleep(2.0)  # let the server settle (background upserts, presence commits)
+        loaded = rss_kb(pid)
+    finally:
+        await clients.close()
+    return (loaded - idle) / max(clients.ok, 1), clients.ok
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--connections", type=int, default=2000)
+    parser.add_argument("--namespaces", default="/chat,/presence,/call")
+    parser.add_argument("--deflate", action="store_true", help="clients negotiate permessage-deflate")
     args = parser.parse_args()
     raise_nofile()
     n = args.connections
-    tokens = {i: mint_token(SECRET, f"user{i}", ttl_s=3600) for i in range(n)}
+    namespaces = args.namespaces.split(",")
+    tokens = {i: auth_json(mint_token(SECRET, f"user{i}", ttl_s=3600)) for i in range(n)}
     with tempfile.TemporaryDirectory() as tmp:
         env = {
             "PAIRLY_JWT_SECRET": SECRET,
@@ -97,19 +63,22 @@ def main() -> None:
         ours = start_server([sys.executable, "-m", "server"], env)
         try:
             wait_http(ours.url + "/readyz", 60)
-            per_conn, ok = asyncio.run(measure(ours.url, ours.proc.pid, n, "/chat", tokens))
+            per_conn, ok = asyncio.run(measure(ours.url, ours.proc.pid, n, namespaces, tokens.__getitem__,
+                                               args.deflate))
         finally:
             ours.stop()
         bare = start_server(bare_server_cmd(), {})
         try:
             wait_http(bare.url + "/", 30, accept_any_status=True)
-            bare_per_conn, bare_ok = asyncio.run(measure(bare.url, bare.proc.pid, n, "/chat", None))
+            bare_per_conn, bare_ok = asyncio.run(measure(bare.url, bare.proc.pid, n, namespaces,
+                                                         lambda _: auth_json(None), args.deflate))
         finally:
             bare.stop()
-    print(f"connections: {ok}/{n} (server), {bare_ok}/{n} (bare python-socketio)")
-    print(f"server RSS per idle authenticated connection: {per_conn:.1f} KB")
-    print(f"bare python-socketio RSS per idle connection: {bare_per_conn:.1f} KB")
-    print(f"ratio server/bare: {per_conn / max(bare_per_conn, 0.1):.2f}  (target: <= 25 KB per connection)")
+    what = f"{','.join(namespaces)}{', permessage-deflate' if args.deflate else ''}"
+    print(f"devices: {ok}/{n} (server), {bare_ok}/{n} (bare python-socketio); namespaces {what}")
+    print(f"server RSS per idle authenticated device: {per_conn:.1f} KB")
+    print(f"bare python-socketio RSS per idle device: {bare_per_conn:.1f} KB")
+    print(f"ratio server/bare: {per_conn / max(bare_per_conn, 0.1):.2f}  (target: <= 25 KB per device)")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
-"""Run every `loadtests/bench_*.py` in turn (`make bench`). Each prints its figures and baseline."""
+"""Run every `loadtests/bench_*.py` in turn (`make bench`). Each prints its figures and baseline.
+
+That includes the multi-node benchmark (`bench_scale`, 1-3 nodes with Redis) at its default sizes;
+`mem_profile` is a diagnostic (tracemalloc), not a benchmark, and is not run here.
+"""
 
 from __future__ import annotations
 

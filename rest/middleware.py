@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Awaitable
 
 import structlog
 from aiohttp import web
@@ -18,9 +19,14 @@ REQUEST_ID = web.RequestKey("request_id", str)
 
 def make_middleware(metrics: Metrics) -> web.middleware:  # type: ignore[valid-type]
     @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    def middleware(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
         if request.path.startswith("/socket.io"):
-            return await handler(request)  # Socket.IO has its own logging and error handling
+            # Socket.IO has its own logging and error handling. Handed on, not awaited here: a WebSocket
+            # lives inside this call for hours and an awaiting middleware's frame with it (docs/memory.md).
+            return handler(request)
+        return logged(request, handler)
+
+    async def logged(request: web.Request, handler: Handler) -> web.StreamResponse:
         request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
         request[REQUEST_ID] = request_id  # the admin audit log records it
         structlog.contextvars.bind_contextvars(request_id=request_id)

@@ -8,6 +8,7 @@ failure to one protocol refusal code. Revocation, bans and connection caps are c
 
 from __future__ import annotations
 
+import sys
 import time
 import uuid
 from collections.abc import Mapping
@@ -100,11 +101,13 @@ def _identity(claims: Mapping[str, Any]) -> Identity:
     name = claims.get("name")
     iat = claims.get("iat")
     jti = claims.get("jti")
+    # Interned: a device's three namespace connects (and its rooms, presence and registry entries)
+    # then share one copy of each string instead of holding their own (docs/memory.md).
     return Identity(
-        user_id=sub,
-        name=name if isinstance(name, str) else None,
-        roles=tuple(roles),
-        jti=jti if isinstance(jti, str) else None,
+        user_id=sys.intern(sub),
+        name=sys.intern(name) if isinstance(name, str) else None,
+        roles=tuple(sys.intern(r) for r in roles),
+        jti=sys.intern(jti) if isinstance(jti, str) else None,
         issued_at=float(iat) if isinstance(iat, int | float) else None,
         expires_at=float(claims["exp"]),
     )

@@ -17,6 +17,7 @@ from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 from socketio.msgpack_packet import MsgPackPacket
 
+from server.eio import LeanEngineServer
 from server.transports import TransportGuard
 
 log = structlog.get_logger(__name__)
@@ -43,6 +44,9 @@ class DualParserServer(socketio.AsyncServer):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self._msgpack_eio: set[str] = set()
         self.guard = guard
+
+    def _engineio_server_class(self) -> type:
+        return LeanEngineServer  # lighter per-connection queue and WebSocket (server/eio.py)
 
     # -- transports before auth (server/transports.py) --------------------------------------------
     async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:

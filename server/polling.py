@@ -51,20 +51,26 @@ def read_polling_bodies_whole(eio: Any) -> None:
     eio._async = {**eio._async, "translate_request": translate_exact}
 
 
+async def _answer(response: web.StreamResponse) -> web.StreamResponse:
+    return response
+
+
 def oversized_polling_refusal(max_bytes: int, path: str = "/socket.io") -> Callable[..., Awaitable[Any]]:
     """aiohttp middleware: a polling POST declaring more than `max_bytes` gets 413 at once."""
 
     @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    def middleware(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
         if request.method == "POST" and request.path.startswith(path):
             declared = request.content_length
             if declared is None and request.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                return web.Response(status=411, text="Content-Length required")
+                return _answer(web.Response(status=411, text="Content-Length required"))
             if declared is not None and declared > max_bytes:
                 log.info("polling_body_too_large", declared=declared, limit=max_bytes)
                 response = web.Response(status=413, text="payload too large")
                 response.force_close()  # the unread body is dropped with the connection
-                return response
-        return await handler(request)
+                return _answer(response)
+        # Handed on, not awaited here: a WebSocket lives inside this call for hours and an awaiting
+        # middleware's frame with it (docs/memory.md).
+        return handler(request)
 
     return middleware

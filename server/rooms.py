@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+
 NAMESPACES = ("/chat", "/presence", "/call")
 
 
 def user_room(user_id: str) -> str:
-    return f"u:{user_id}"
+    return sys.intern(f"u:{user_id}")  # one copy per user across namespaces (docs/memory.md)

@@ -40,38 +40,52 @@ NOTICE = ("server:shutdown", {"reason": "restart"})
 
 
 class SocketRequests:
-    """The Socket.IO HTTP requests in flight (long-polls, WebSockets), so shutdown can end them."""
+    """The Socket.IO HTTP requests in flight (long-polls, WebSockets), so shutdown can end them.
+
+    No per-request future: a WebSocket is a request that lasts hours, and `wait` (shutdown only) is
+    woken through one shared event whenever a request ends.
+    """
 
     def __init__(self, path: str = SOCKET_PATH) -> None:
         self._path = path
         # Keyed by id: requests are mappings, hence not hashable.
-        self._active: dict[int, tuple[web.BaseRequest, asyncio.Future[None]]] = {}
+        self._active: dict[int, web.BaseRequest] = {}
+        self._ended: asyncio.Event | None = None
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if not request.path.startswith(self._path):
             return await handler(request)
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._active[id(request)] = (request, done)
+        key = id(request)
+        self._active[key] = request
         try:
             return await handler(request)
         finally:
-            self._active.pop(id(request), None)
-            done.set_result(None)
+            self._active.pop(key, None)
+            if self._ended is not None:
+                self._ended.set()
 
     def __len__(self) -> int:
         return len(self._active)
 
     async def wait(self, timeout: float) -> int:
         """Wait up to `timeout` for the requests now in flight; return how many are still open."""
-        pending = [done for _, done in self._active.values()]
-        if pending and timeout > 0:
-            await asyncio.wait(pending, timeout=timeout)
+        waiting = set(self._active)
+        if not waiting or timeout <= 0:
+            return len(self._active)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        if self._ended is None:
+            self._ended = asyncio.Event()
+        while waiting & self._active.keys() and (left := deadline - loop.time()) > 0:
+            self._ended.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ended.wait(), left)
         return len(self._active)
 
     def abort(self) -> int:
         """Drop the connection under every request still in flight; return how many."""
-        requests = [request for request, _ in self._active.values()]
+        requests = list(self._active.values())
         for request in requests:
             transport = request.transport
             if transport is not None:

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from server.auth import Identity
@@ -32,6 +33,10 @@ class UserStore:
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self._users = db["users"]
         self._last_seen_write: dict[str, float] = {}
+        # Upserts waiting for the flush running now: a connect storm (10,000 devices reconnecting)
+        # becomes a few bulk writes instead of one task and one round trip per user (docs/memory.md).
+        self._pending: dict[str, tuple[Identity, dt.datetime]] = {}
+        self._flushing = False
 
     async def status(self, user_id: str) -> UserStatus:
         doc = await self._users.find_one(
@@ -55,11 +60,16 @@ class UserStore:
         if len(self._last_seen_write) > 100_000:
             self._last_seen_write.clear()
         self._last_seen_write[identity.user_id] = mono
-        now = _now()
-        update: Doc = {"$set": {"roles": list(identity.roles), "last_seen": now}, "$setOnInsert": {"first_seen": now}}
-        if identity.name:
-            update["$set"]["name"] = identity.name
-        await self._users.update_one({"_id": identity.user_id}, update, upsert=True)
+        self._pending[identity.user_id] = (identity, _now())
+        if self._flushing:
+            return  # the flush in progress takes it in its next batch
+        self._flushing = True
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, {}
+                await self._users.bulk_write([_seen_update(i, at) for i, at in batch.values()], ordered=False)
+        finally:
+            self._flushing = False
 
     async def get(self, user_id: str) -> Doc | None:
         return await self._users.find_one({"_id": user_id})
@@ -79,6 +89,13 @@ class UserStore:
         await self._users.update_one(
             {"_id": user_id}, {"$set": {"tokens_valid_after": at or _now()}}, upsert=True
         )
+
+
+def _seen_update(identity: Identity, now: dt.datetime) -> UpdateOne:
+    update: Doc = {"$set": {"roles": list(identity.roles), "last_seen": now}, "$setOnInsert": {"first_seen": now}}
+    if identity.name:
+        update["$set"]["name"] = identity.name
+    return UpdateOne({"_id": identity.user_id}, update, upsert=True)
 
 
 async def ensure_indexes(db: AsyncDatabase[Doc]) -> None:

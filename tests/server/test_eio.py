@@ -1,0 +1,123 @@
+"""The lean Engine.IO pieces (server/eio.py): the queue keeps asyncio.Queue's semantics, and the real
+app refuses permessage-deflate while WebSocket and long-polling clients work as before."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiohttp
+import pytest
+
+from server.eio import LeanEngineServer, LeanQueue
+from tests.support.clients import token_for
+
+
+async def test_fifo_and_nowait() -> None:
+    q: LeanQueue[int] = LeanQueue()
+    with pytest.raises(asyncio.QueueEmpty):
+        q.get_nowait()
+    for i in range(3):
+        await q.put(i)
+    assert q.qsize() == 3
+    assert [await q.get(), q.get_nowait(), await q.get()] == [0, 1, 2]
+    assert q.empty()
+
+
+async def test_get_waits_for_a_put() -> None:
+    q: LeanQueue[str] = LeanQueue()
+    getter = asyncio.create_task(q.get())
+    await asyncio.sleep(0)
+    assert not getter.done()
+    q.put_nowait("x")
+    assert await getter == "x"
+
+
+async def test_getters_are_served_in_order() -> None:
+    q: LeanQueue[int] = LeanQueue()
+    first, second = asyncio.create_task(q.get()), asyncio.create_task(q.get())
+    await asyncio.sleep(0)
+    q.put_nowait(1)
+    q.put_nowait(2)
+    assert (await first, await second) == (1, 2)
+
+
+async def test_a_woken_getter_cancelled_passes_the_item_on() -> None:
+    q: LeanQueue[int] = LeanQueue()
+    first, second = asyncio.create_task(q.get()), asyncio.create_task(q.get())
+    await asyncio.sleep(0)
+    q.put_nowait(7)  # wakes `first`...
+    first.cancel()  # ...which is cancelled before it runs
+    assert await second == 7
+    with pytest.raises(asyncio.CancelledError):
+        await first
+
+
+async def test_wait_for_timeout_loses_nothing() -> None:
+    q: LeanQueue[int] = LeanQueue()
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(q.get(), 0.01)
+    q.put_nowait(3)
+    assert q.get_nowait() == 3
+
+
+async def test_join_waits_for_task_done() -> None:
+    q: LeanQueue[int] = LeanQueue()
+    await q.join()  # nothing put: returns at once
+    q.put_nowait(1)
+    q.put_nowait(2)
+    joiner = asyncio.create_task(q.join())
+    q.get_nowait()
+    q.task_done()
+    await asyncio.sleep(0)
+    assert not joiner.done()
+    q.get_nowait()
+    q.task_done()
+    await joiner
+    with pytest.raises(ValueError):
+        q.task_done()
+
+
+def test_the_server_uses_the_lean_queue_only_when_unbounded() -> None:
+    eio = LeanEngineServer(async_mode="aiohttp")
+    assert isinstance(eio.create_queue(), LeanQueue)
+    assert isinstance(eio.create_queue(5), asyncio.Queue)
+
+
+async def _connect_ws(
+    url: str, token: str, compress: int
+) -> tuple[aiohttp.ClientSession, aiohttp.ClientWebSocketResponse]:
+    http = aiohttp.ClientSession()
+    ws = await http.ws_connect(f"{url}/socket.io/?EIO=4&transport=websocket", compress=compress)
+    assert (await ws.receive_str()).startswith("0")
+    await ws.send_str("40/chat," + json.dumps({"token": token}))
+    assert (await ws.receive_str()).startswith("40/chat,")
+    return http, ws
+
+
+async def test_deflate_is_refused_and_the_socket_works(app_server) -> None:
+    http, ws = await _connect_ws(app_server.url, token_for(app_server.settings, "deflater"), compress=15)
+    try:
+        assert ws.compress == 0  # the server did not accept permessage-deflate
+        await ws.send_str('42/chat,1["typing",{"to":"nobody","state":"start"}]')
+        await ws.send_str('42/chat,2["no:such:event",{}]')
+        while True:  # the typing event is dropped silently; the unknown one is answered
+            text = await ws.receive_str()
+            if text.startswith("43/chat,2"):
+                break
+        assert json.loads(text[len("43/chat,2"):])[0]["error"]["code"] == "invalid_payload"
+    finally:
+        await ws.close()
+        await http.close()
+
+
+async def test_long_polling_still_works(app_server) -> None:
+    token = token_for(app_server.settings, "poller")
+    async with aiohttp.ClientSession() as http:
+        base = f"{app_server.url}/socket.io/?EIO=4&transport=polling"
+        async with http.get(base) as resp:
+            sid = json.loads((await resp.text())[1:])["sid"]
+        async with http.post(f"{base}&sid={sid}", data="40/chat," + json.dumps({"token": token})) as resp:
+            assert resp.status == 200
+        async with http.get(f"{base}&sid={sid}") as resp:
+            assert (await resp.text()).startswith("40/chat,")
