@@ -1,0 +1,92 @@
+"""Two Chromium pages as two users of the demo client (one of them on the msgpack parser): sign-in,
+chat both ways with delivered/read ticks, typing, edit and delete, presence changes, buying credits,
+blocking — on one node, and with each user on a different node sharing Redis."""
+
+from __future__ import annotations
+
+from playwright.sync_api import Locator, Page, expect
+
+from tests.server.demo.browser import Cluster, Pages, shot, user
+
+
+def _open(page: Page, peer: str) -> None:
+    page.get_by_test_id("contact").fill(peer)
+    page.get_by_test_id("contact-open").click()
+    expect(page.get_by_test_id("peer-name")).to_have_text(peer)
+
+
+def _send(page: Page, text: str) -> None:
+    page.get_by_test_id("text").fill(text)
+    page.get_by_test_id("send").click()
+    expect(page.get_by_test_id("text")).to_have_value("")
+
+
+def _message(page: Page, text: str) -> Locator:
+    return page.get_by_test_id("message").filter(has_text=text)
+
+
+def test_two_users_chat_with_receipts_presence_and_credits(cluster: Cluster, pages: Pages) -> None:
+    a, b = user("alice"), user("bob")
+    alice = pages.open(cluster.node(0), a)
+    bob = pages.open(cluster.node(1), b, parser="msgpack")
+    expect(alice.get_by_test_id("balance")).to_have_text("10")  # the signup bonus
+
+    # Alice writes first: Bob's page confirms delivery at once, and shows the conversation as unread.
+    _open(alice, b)
+    expect(alice.get_by_test_id(f"presence-{b}")).to_have_text("online")
+    _send(alice, "hello bob")
+    expect(_message(alice, "hello bob")).to_have_attribute("data-status", "delivered")
+    expect(bob.get_by_test_id(f"unread-{a}")).to_have_text("1")
+    expect(alice.get_by_test_id("balance")).to_have_text("9")  # one credit per message
+
+    # Bob opens it: read receipt to Alice, unread badge gone.
+    bob.get_by_test_id(f"conv-{a}").click()
+    expect(_message(bob, "hello bob")).to_be_visible()
+    expect(_message(alice, "hello bob")).to_have_attribute("data-status", "read")
+    expect(bob.get_by_test_id(f"unread-{a}")).to_have_count(0)
+
+    # Typing, then a reply the other way, read at once since Alice has the conversation open.
+    alice.get_by_test_id("text").press_sequentially("still th")
+    expect(bob.get_by_test_id("typing")).to_have_text(f"{a} is typing…")
+    _send(bob, "hi alice")
+    expect(_message(alice, "hi alice")).to_be_visible()
+    expect(_message(bob, "hi alice")).to_have_attribute("data-status", "read")
+    expect(bob.get_by_test_id("typing")).to_have_text("")
+
+    # Edit and delete for everyone reach the other side.
+    _message(alice, "hello bob").get_by_test_id("edit").click()
+    alice.get_by_test_id("text").fill("hello bob, edited")
+    alice.get_by_test_id("send").click()
+    expect(_message(bob, "hello bob, edited")).to_contain_text("(edited)")
+    _send(alice, "oops")
+    expect(_message(bob, "oops")).to_be_visible()
+    _message(alice, "oops").get_by_test_id("delete-everyone").click()
+    expect(bob.get_by_test_id("message").filter(has_text="oops")).to_have_count(0)
+    expect(bob.get_by_test_id("message").filter(has_text="message deleted")).to_have_count(1)
+
+    # Buying credits with the dev provider: the balance moves live (wallet:updated).
+    expect(alice.get_by_test_id("balance")).to_have_text("8")  # two messages sent; edits are free
+    alice.get_by_test_id("package").select_option("small")
+    alice.get_by_test_id("buy").click()
+    expect(alice.get_by_test_id("balance")).to_have_text("58")
+    shot(alice, f"chat-alice-{cluster.count}node")
+    shot(bob, f"chat-bob-{cluster.count}node")
+
+    # Presence: away, back online, then gone (last seen).
+    bob.get_by_test_id("my-status").select_option("away")
+    expect(alice.get_by_test_id(f"presence-{b}")).to_have_text("away")
+    bob.get_by_test_id("my-status").select_option("online")
+    expect(alice.get_by_test_id(f"presence-{b}")).to_have_text("online")
+
+    # Blocking: Alice's next message is refused, and she is told why in words.
+    bob.get_by_test_id("block").click()
+    expect(bob.get_by_test_id("block")).to_have_text("Unblock")
+    alice.get_by_test_id("text").fill("are you there?")
+    alice.get_by_test_id("send").click()
+    expect(alice.get_by_test_id("notice-error").first).to_contain_text("Message not sent: Blocked")
+    expect(alice.get_by_test_id("balance")).to_have_text("58")  # refused: not charged
+    bob.get_by_test_id("block").click()
+    expect(bob.get_by_test_id("block")).to_have_text("Block")
+
+    bob.context.close()
+    expect(alice.get_by_test_id(f"presence-{b}")).to_contain_text("offline, last seen")
