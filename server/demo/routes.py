@@ -44,7 +44,7 @@ class DemoConfig:
 
 def demo_routes(settings: Settings, config: DemoConfig) -> list[web.RouteDef]:
     async def to_index(_: web.Request) -> web.Response:
-        raise web.HTTPFound("/demo/")
+        return web.Response(status=302, headers={"Location": "/demo/"})
 
     async def index(_: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / "index.html", headers=NO_CACHE)
