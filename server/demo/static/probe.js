@@ -31,9 +31,15 @@ export class Probe {
     $("probe-run").disabled = true;
     $("probe-result").textContent = "testing…";
     let pc = null;
+    let mic = null;
     try {
       if (!iceServers) iceServers = (await request(this.socket, "call:ice_servers", {})).ice_servers;
       pc = new RTCPeerConnection({ iceServers });
+      // With the microphone the probe also measures what a call sends (the server folds in its RTP
+      // stats), and Chromium offers the machine's real addresses: without a media permission it hides
+      // host candidates behind mDNS names. Refused, the probe runs on the data channel alone.
+      mic = await navigator.mediaDevices.getUserMedia({ audio: true }).catch(() => null);
+      if (mic) mic.getTracks().forEach((track) => pc.addTrack(track, mic));
       const channel = pc.createDataChannel("probe");
       channel.onmessage = (e) => channel.send(e.data); // echo unchanged: the server times the round trip
       await pc.setLocalDescription(await pc.createOffer());
@@ -52,6 +58,7 @@ export class Probe {
       return null;
     } finally {
       if (pc) pc.close();
+      if (mic) mic.getTracks().forEach((track) => track.stop());
       $("probe-run").disabled = false;
     }
   }
