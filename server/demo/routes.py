@@ -36,7 +36,8 @@ class DemoConfig:
         enabled = env.flag("PAIRLY_DEMO", not settings.is_production)
         if enabled and settings.is_production:
             raise ConfigError("PAIRLY_DEMO", "the demo page and its dev token route are refused in production")
-        ttl = env.integer("PAIRLY_DEMO_TOKEN_TTL_S", 12 * 3600, min_value=60)
+        # 12 hours, or less when tokens may not live that long.
+        ttl = env.integer("PAIRLY_DEMO_TOKEN_TTL_S", int(min(12 * 3600, settings.jwt.max_ttl_s)), min_value=60)
         if ttl > settings.jwt.max_ttl_s:
             raise ConfigError("PAIRLY_DEMO_TOKEN_TTL_S", "must not exceed PAIRLY_JWT_MAX_TTL_S")
         return cls(enabled=enabled, token_ttl_s=ttl)

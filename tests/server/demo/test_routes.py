@@ -87,6 +87,16 @@ def test_production_refuses_the_demo_and_leaves_it_off_by_default(env: dict[str,
     assert not any(p.startswith("/demo") or p == "/api/dev/token" for p in paths)
 
 
+async def test_token_lifetime_follows_the_jwt_maximum(env: dict[str, str]) -> None:
+    async with running_app(make_settings({**env, "PAIRLY_JWT_MAX_TTL_S": "600"})) as app:
+        status, body = await _token(app.url, {"user": "dana"})
+    assert (status, body["expires_in"]) == (200, 600)
+    with pytest.raises(ConfigError, match="PAIRLY_DEMO_TOKEN_TTL_S"):
+        create_app(make_settings({**env, "PAIRLY_JWT_MAX_TTL_S": "600", "PAIRLY_DEMO_TOKEN_TTL_S": "601"}))
+    with pytest.raises(ConfigError, match="PAIRLY_DEMO_TOKEN_TTL_S"):
+        create_app(make_settings({**env, "PAIRLY_DEMO_TOKEN_TTL_S": "59"}))
+
+
 async def test_without_a_signing_secret_the_token_route_says_to_paste_a_token(env: dict[str, str]) -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
     pem = key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
