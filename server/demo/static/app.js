@@ -91,18 +91,22 @@ function enter(session, parser) {
   for (const [ns, socket] of Object.entries(sockets)) {
     // A refused namespace connect (bad token, ban, too many devices) is not retried by the client:
     // say why and let the user sign in again.
+    // Without `data` it is the transport failing (server down, network): the Manager keeps retrying.
     socket.on("connect_error", (err) => {
-      const data = err.data || {};
-      const error = new RequestError(data.code || "unavailable", data.message || err.message);
-      conn.textContent = `refused: ${data.code || err.message}`;
       conn.className = "pill bad";
-      showError(`Connecting ${ns}`, error);
+      if (!err.data) {
+        conn.textContent = `cannot reach the server (${err.message}); retrying`;
+        return;
+      }
+      conn.textContent = `refused: ${err.data.code}`;
+      showError(`Connecting ${ns}`, new RequestError(err.data.code, err.data.message || err.message));
     });
   }
   // Account events reach every namespace: handle each on one of them only.
   chatSocket.on("session:revoked", ({ reason }) => {
     notice(`This session was ended by the server: ${reason}. Sign in again.`, "error");
-    manager.engine && manager.engine.close();
+    // Closing every socket closes the Manager for good: it must not reconnect with a dead token.
+    Object.values(sockets).forEach((socket) => socket.disconnect());
   });
   chatSocket.on("server:shutdown", () => notice("The server is restarting; reconnecting…"));
   chatSocket.on("system:notice", ({ text, level }) => notice(`Operator: ${text}`, level === "warning" ? "error" : "info"));

@@ -102,16 +102,20 @@ export class Calls {
     if (!call || call.phase !== "incoming") return;
     $("call-accept").hidden = true;
     $("call-reject").hidden = true;
+    let accepting = false;
     try {
       const { ice_servers } = await request(this.socket, "call:ice_servers", {});
       call.iceServers = ice_servers;
       await this.openMedia();
       // Ready for the offer before accepting: the caller sends it as soon as it hears we accepted.
       this.createPeer();
+      accepting = true;
       await request(this.socket, "call:accept", { call_id: call.id });
       $("call-hangup").hidden = false;
     } catch (err) {
       showError("Accepting the call", err);
+      // No camera or microphone (or no ICE servers): decline rather than let it ring until `missed`.
+      if (!accepting) request(this.socket, "call:reject", { call_id: call.id }).catch(() => {});
       if (this.call === call) this.teardown(`Could not accept: ${err.words || err.message}`);
     }
   }

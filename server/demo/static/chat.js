@@ -127,7 +127,7 @@ export class Chat {
   async loadList() {
     const { conversations } = await request(this.socket, "conversation:list", { limit: 100 });
     for (const c of conversations) {
-      this.store(c.last_message);
+      if (c.last_message) this.store(c.last_message);
       this.conversation(c.with).unread = c.unread;
     }
     this.presence.watch(conversations.map((c) => c.with));

@@ -133,11 +133,16 @@ class Pages:
         self.browser = browser
         self.contexts: list[BrowserContext] = []
 
-    def open(self, node: Node, user: str, *, parser: str = "json") -> Page:
+    def blank(self, node: Node, *, parser: str = "json") -> Page:
+        """The sign-in screen in a fresh context."""
         context = self.browser.new_context(viewport={"width": 1280, "height": 760})
         self.contexts.append(context)
         page = context.new_page()
         page.goto(f"{node.url}/demo/?parser={parser}")
+        return page
+
+    def open(self, node: Node, user: str, *, parser: str = "json") -> Page:
+        page = self.blank(node, parser=parser)
         page.get_by_test_id("signin-user").fill(user)
         page.get_by_test_id("signin-name").fill(user.capitalize())
         page.get_by_test_id("signin-submit").click()

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from playwright.sync_api import Locator, Page, expect
 
+from server.auth import mint_token
+from tests.conftest import TEST_SECRET
 from tests.server.demo.browser import Cluster, Pages, shot, user
 
 
@@ -90,3 +92,15 @@ def test_two_users_chat_with_receipts_presence_and_credits(cluster: Cluster, pag
 
     bob.context.close()
     expect(alice.get_by_test_id(f"presence-{b}")).to_contain_text("offline, last seen")
+
+
+def test_a_pasted_token_is_used_and_a_refusal_is_shown_in_words(cluster: Cluster, pages: Pages) -> None:
+    good = mint_token(TEST_SECRET, user("frank"), name="Frank")
+    forged = mint_token("not-the-server-secret-0123456789abcdef", user("mallory"))
+    for token, shown in ((good, "connected"), (forged, "refused: auth_invalid")):
+        page = pages.blank(cluster.node(0))
+        page.get_by_text("paste a JWT").click()
+        page.get_by_test_id("signin-token").fill(token)
+        page.get_by_role("button", name="Use this token").click()
+        expect(page.get_by_test_id("conn")).to_have_text(shown)
+    expect(page.get_by_test_id("notice-error").first).to_contain_text("The token was refused")
