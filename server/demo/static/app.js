@@ -37,6 +37,7 @@ export function start(parser) {
   $("signout").addEventListener("click", () => { sessionStorage.removeItem(SESSION_KEY); location.reload(); });
   const saved = sessionStorage.getItem(SESSION_KEY);
   if (saved) enter(JSON.parse(saved), parser);
+  document.body.dataset.ready = "1"; // handlers attached (the tests wait for this)
 }
 
 function showSignInError(err) {

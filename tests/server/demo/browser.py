@@ -38,6 +38,7 @@ NODE_ENV = {
     "PAIRLY_HOST": "127.0.0.1",
     "PAIRLY_CALL_BILLING_INTERVAL_S": str(BILLING_S),
     "PAIRLY_PRESENCE_GRACE_S": "0.2",
+    "PAIRLY_RATE_LIMITS": "message:send=100/1",  # a test fills a history faster than a person types
     # The server's own WebRTC peer (the probe) offers loopback only; STUN points at loopback too, where
     # nothing answers — the pages still get a real ICE server list to pass to RTCPeerConnection.
     "PAIRLY_ICE_HOST_ADDRESSES": "127.0.0.1",
@@ -139,6 +140,7 @@ class Pages:
         self.contexts.append(context)
         page = context.new_page()
         page.goto(f"{node.url}/demo/?parser={parser}")
+        page.locator("body[data-ready]").wait_for()  # the modules are loaded and listening
         return page
 
     def open(self, node: Node, user: str, *, parser: str = "json") -> Page:

@@ -104,3 +104,39 @@ def test_a_pasted_token_is_used_and_a_refusal_is_shown_in_words(cluster: Cluster
         page.get_by_role("button", name="Use this token").click()
         expect(page.get_by_test_id("conn")).to_have_text(shown)
     expect(page.get_by_test_id("notice-error").first).to_contain_text("The token was refused")
+
+
+SEND_MANY = """async ([to, count]) => {
+  const { request } = await import("./net.js");
+  for (let i = 1; i <= count; i++) {
+    await request(window.pairly.chat.socket, "message:send", { to, client_id: `bulk-${i}`, text: `bulk ${i}` });
+  }
+}"""
+
+
+def test_history_pages_and_a_reconnect_catches_up_with_sync(cluster: Cluster, pages: Pages) -> None:
+    a, b = user("alice"), user("bob")
+    alice = pages.open(cluster.node(0), a)
+    alice.get_by_test_id("package").select_option("small")
+    alice.get_by_test_id("buy").click()
+    expect(alice.get_by_test_id("balance")).to_have_text("60")
+    alice.evaluate(SEND_MANY, [b, 35])  # through the page's own socket, as the composer would
+
+    # Bob signs in afterwards: history comes 30 at a time, newest first; "Load older" fetches the rest.
+    bob = pages.open(cluster.node(1), b)
+    _open(bob, a)
+    expect(bob.get_by_test_id("message")).to_have_count(30)
+    expect(bob.get_by_test_id("message").first.locator(".body")).to_have_text("bulk 6")
+    bob.get_by_test_id("older").click()
+    expect(bob.get_by_test_id("message")).to_have_count(35)
+    expect(bob.get_by_test_id("older")).to_be_hidden()
+
+    # Bob drops off; what Alice sends meanwhile reaches him through `sync` when he is back, and is read.
+    bob.evaluate("Object.values(window.pairly.sockets).forEach((s) => s.disconnect())")
+    expect(bob.get_by_test_id("conn")).to_contain_text("reconnecting")
+    _open(alice, b)
+    _send(alice, "while you were away")
+    expect(_message(alice, "while you were away")).to_have_attribute("data-status", "sent")
+    bob.evaluate("Object.values(window.pairly.sockets).forEach((s) => s.connect())")
+    expect(_message(bob, "while you were away")).to_be_visible()
+    expect(_message(alice, "while you were away")).to_have_attribute("data-status", "read")
