@@ -79,6 +79,12 @@ function enter(session, parser) {
     if (peer) chat.openConversation(peer);
     $("contact").value = "";
   });
+  // A caller we have never talked to appears in the list, with their presence.
+  sockets["/call"].on("call:incoming", ({ from }) => {
+    chat.conversation(from);
+    presence.watch([from]);
+    chat.renderList();
+  });
   $("call-audio").addEventListener("click", () => chat.open && calls.start(chat.open, "audio"));
   $("call-video").addEventListener("click", () => chat.open && calls.start(chat.open, "video"));
 
