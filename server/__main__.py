@@ -15,7 +15,7 @@ import structlog
 
 from config.logging import configure_logging
 from config.settings import ConfigError, Settings, load_settings
-from server.auth import mint_dev_token
+from server.auth import mint_token
 from server.store import StoreUnavailable
 
 
@@ -81,11 +81,22 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
     if settings.is_production:
         print("error: 'token' mints dev tokens and is refused in production mode", file=sys.stderr)
         return 2
-    try:
-        print(mint_dev_token(settings.jwt, args.user, name=args.name, roles=args.role or ["user"], ttl_s=args.ttl))
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    secret = settings.jwt.signing_key
+    if secret is None:
+        print("error: dev tokens need PAIRLY_JWT_SECRET (HS256); an RS256 public key cannot sign", file=sys.stderr)
         return 2
+    print(
+        mint_token(
+            secret,
+            args.user,
+            name=args.name,
+            roles=args.role or ["user"],
+            ttl_s=args.ttl,
+            issuer=settings.jwt.issuer,
+            audience=settings.jwt.audience,
+            algorithm=settings.jwt.algorithms[0],
+        )
+    )
     return 0
 
 

@@ -142,8 +142,8 @@ def mint_token(
 
 def mint_dev_token(settings: JwtSettings, user_id: str, *, name: str | None = None,
                    roles: list[str] | None = None, ttl_s: int = 3600) -> str:
-    """A token signed with the configured HS secret, as the platform would issue it (the dev command
-    `python -m server token` and the demo's dev sign-in). ValueError when only a public key is set."""
+    """A token signed with the configured HS secret, with the claims `python -m server token` gives a
+    plain user (the demo's dev sign-in). ValueError when only a public key is set."""
     if settings.signing_key is None:
         raise ValueError("dev tokens need PAIRLY_JWT_SECRET (HS256); an RS256 public key cannot sign")
     return mint_token(settings.signing_key, user_id, name=name, roles=roles, ttl_s=ttl_s,
