@@ -15,6 +15,7 @@ from aiohttp import web
 
 from config.errors import Forbidden, InvalidPayload, NotFound
 from config.settings import ConfigError, Settings
+from rest.openapi import Doc, describe, schema
 from rest.purchases import read_json
 from server.auth import mint_dev_token
 
@@ -23,6 +24,37 @@ USER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 MAX_NAME = 64
 # The page is a reference client that changes with the server: never let a browser keep a stale copy.
 NO_CACHE = {"Cache-Control": "no-cache"}
+
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _answer(body: Doc, description: str) -> Doc:
+    return {"description": description, "content": {"application/json": {"schema": body}}}
+
+
+def _static(summary: str) -> Doc:
+    return {"summary": summary, "security": [], "x-only-when": "PAIRLY_DEMO (dev mode)",
+            "responses": {"200": {"description": "the file"}, "404": _answer(_ERROR, "no such file")}}
+
+
+describe("POST", "/api/dev/token", {
+    "summary": "Mint a dev token for any user name (the demo's sign-in); only with PAIRLY_DEMO, never in production",
+    "security": [], "x-only-when": "PAIRLY_DEMO (dev mode)",
+    "requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "required": ["user"], "properties": {
+            "user": {"type": "string", "pattern": USER_RE.pattern, "maxLength": 64},
+            "name": {"type": "string", "maxLength": MAX_NAME}}}}}},
+    "responses": {
+        "200": _answer(schema("DevToken", {"type": "object", "properties": {
+            "token": {"type": "string"}, "user": {"type": "string"}, "expires_in": {"type": "integer"}}}), "OK"),
+        "400": _answer(_ERROR, "bad user name or display name"),
+        "403": _answer(_ERROR, "no HS secret to sign with (RS256 public key configured): paste a token instead"),
+    }})
+describe("GET", "/demo", {"summary": "Redirect to /demo/", "security": [], "x-only-when": "PAIRLY_DEMO (dev mode)",
+                          "responses": {"302": {"description": "to /demo/"}}})
+describe("GET", "/demo/", _static("The browser demo client (docs/demo.md)"))
+describe("GET", "/demo/{path}", _static("The demo's scripts, styles and vendored Socket.IO bundles"))
 
 
 @dataclass(frozen=True)
