@@ -11,8 +11,10 @@ that message: they never fall back to the host's network.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -118,6 +120,12 @@ class LoopbackNamespace:
                 proc.wait()
         self._procs.clear()
         if self._created:
+            # Whatever is still running inside (a store a killed node left behind, a stray browser
+            # process) is ours: end it, so nothing outlives the tests.
+            pids = subprocess.run(["ip", "netns", "pids", self.name], capture_output=True, text=True, check=False)
+            for pid in pids.stdout.split():
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
             subprocess.run(["ip", "netns", "delete", self.name], capture_output=True, check=False)
             self._created = False
         shutil.rmtree(self.dir, ignore_errors=True)
