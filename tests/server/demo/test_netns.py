@@ -33,6 +33,6 @@ def test_only_loopback_inside_and_the_host_is_out_of_reach() -> None:
         finally:
             ns.delete()
     assert stray.wait(10) != 0  # killed with the namespace
-    stray.stdout.close()  # type: ignore[union-attr]
+    stray.stdout.close()
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
     assert ns.name not in listed
