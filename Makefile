@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: setup run test lint typecheck pytest redis-server bench clean
+.PHONY: setup run test lint typecheck pytest redis-server browser bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -21,6 +21,13 @@ redis-server:
 		echo "installing redis-server"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
 
+# The browser tests (tests/server/demo/test_browser_*.py) drive Debian's chromium through Playwright
+# (never `playwright install`) inside a loopback-only network namespace made with `ip netns` (iproute2).
+browser:
+	@command -v chromium >/dev/null 2>&1 && command -v ip >/dev/null 2>&1 || { \
+		echo "installing chromium and iproute2"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium iproute2 >/dev/null; }
+
 run: setup
 	$(BIN)/python -m server
 
@@ -28,7 +35,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-pytest: setup redis-server
+pytest: setup redis-server browser
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 test: lint pytest

@@ -42,6 +42,7 @@ from server.call_wiring import build_calls, build_probes
 from server.chat.wiring import ChatRuntime, build_chat
 from server.connections import ConnectionRegistry, LocalConnections, RedisConnections
 from server.core import Core
+from server.demo.routes import DemoConfig, demo_routes
 from server.metrics import Metrics
 from server.namespaces.call import CallNamespace
 from server.namespaces.chat import ChatNamespace
@@ -226,6 +227,9 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(purchase_routes(core, ledger, pricing, payments))
     app.add_routes(webhook_routes(payments.webhooks))
     app.add_routes(openapi_routes())
+    demo = DemoConfig.from_settings(settings)  # refused in production (server/demo/routes.py)
+    if demo.enabled:
+        app.add_routes(demo_routes(settings, demo))
     _setup_cors(app, settings)
 
     app.cleanup_ctx.append(_store_ctx(embedded, mongo_url))

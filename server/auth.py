@@ -143,6 +143,16 @@ def mint_token(
     return jwt.encode(claims, secret, algorithm=algorithm)
 
 
+def mint_dev_token(settings: JwtSettings, user_id: str, *, name: str | None = None,
+                   roles: list[str] | None = None, ttl_s: int = 3600) -> str:
+    """A token signed with the configured HS secret, with the claims `python -m server token` gives a
+    plain user (the demo's dev sign-in). ValueError when only a public key is set."""
+    if settings.signing_key is None:
+        raise ValueError("dev tokens need PAIRLY_JWT_SECRET (HS256); an RS256 public key cannot sign")
+    return mint_token(settings.signing_key, user_id, name=name, roles=roles, ttl_s=ttl_s,
+                      issuer=settings.issuer, audience=settings.audience, algorithm=settings.algorithms[0])
+
+
 def token_from(auth: object, headers: Mapping[str, str]) -> str | None:
     """The token from a Socket.IO `auth` payload, else an `Authorization: Bearer` header."""
     if isinstance(auth, dict):
