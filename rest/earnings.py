@@ -15,7 +15,7 @@ from billing.payouts import Payouts
 from rest.auth import authenticate
 from rest.openapi import Doc, describe, error_responses, json_response, schema
 from rest.paging import page
-from rest.purchases import read_json
+from rest.schema import body as read_body
 from server.core import Core
 
 CREATOR = "creator"
@@ -52,14 +52,14 @@ def earnings_routes(core: Core, ledger: Ledger, creators: Creators, payouts: Pay
 
     async def put_rates(request: web.Request) -> web.Response:
         identity = await authenticate(request, core, CREATOR)
-        body = await read_json(request)
+        body = await read_body(request)
         await creators.mark(identity.user_id, identity.roles)  # fans' nodes now see a creator
         rates = await creators.set_rates(identity.user_id, body)
         return web.json_response(_rates_body(creators, rates.public()))
 
     async def put_payout_account(request: web.Request) -> web.Response:
         identity = await authenticate(request, core, CREATOR)
-        body = await read_json(request)
+        body = await read_body(request)
         await creators.mark(identity.user_id, identity.roles)
         return web.json_response(await payouts.set_account(identity.user_id, body))
 

@@ -16,7 +16,7 @@ from rest.auth import authenticate
 from rest.earnings import CREATOR
 from rest.openapi import describe, error_responses, json_response, schema
 from rest.paging import page
-from rest.purchases import read_json
+from rest.schema import body as read_body
 from server.admin.audit import AuditLog
 from server.core import Core
 
@@ -33,7 +33,7 @@ def payout_routes(core: Core, payouts: Payouts, admin: AdminAuth, audit: AuditLo
     async def create(request: web.Request) -> web.Response:
         identity = await authenticate(request, core, CREATOR)
         try:
-            body = await read_json(request)
+            body = await read_body(request)
             wait = await core.rate_limiter.take(identity.user_id, "payout:create", rate)
             if wait > 0:
                 raise RateLimited("too many payout requests", retry_after_s=wait)
@@ -64,7 +64,7 @@ def payout_routes(core: Core, payouts: Payouts, admin: AdminAuth, audit: AuditLo
 
     async def reject(request: web.Request) -> web.Response:
         actor = await admin(request)
-        body: dict[str, Any] = await read_json(request) if await request.read() else {}
+        body: dict[str, Any] = await read_body(request)
         doc = await payouts.reject(request.match_info["payout_id"], actor.user, body.get("reason"))
         await audit.append(actor, "payout.reject", doc["_id"], after={"status": doc["status"]},
                            reason=body.get("reason") if isinstance(body.get("reason"), str) else None,

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import structlog
@@ -14,36 +13,16 @@ from billing.ledger import Ledger
 from billing.payments import Payments
 from billing.pricing import Pricing
 from billing.purchases import public
-from config.errors import AppError, InvalidPayload, RateLimited
+from config.errors import AppError, RateLimited
 from config.settings import RateLimit
 from rest.auth import authenticate
+from rest.schema import body as read_body
 from server.core import Core
 
 log = structlog.get_logger(__name__)
 
 # Per user; override with PAIRLY_RATE_LIMITS="purchase:create=COUNT/SECONDS".
 DEFAULT_PURCHASE_RATE = RateLimit(20, 60.0)
-MAX_BODY_BYTES = 16 * 1024
-
-
-async def read_json(request: web.Request) -> dict[str, Any]:
-    """The request's JSON object body, or InvalidPayload."""
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise InvalidPayload("body too large")
-    raw = await request.read()
-    if len(raw) > MAX_BODY_BYTES:
-        raise InvalidPayload("body too large")
-    try:
-        body = json.loads(raw or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InvalidPayload("body must be JSON") from None
-    if not isinstance(body, dict):
-        raise InvalidPayload("body must be a JSON object")
-    try:  # "\ud800" is valid JSON but not storable: refuse it here, not at the store
-        json.dumps(body, ensure_ascii=False).encode()
-    except UnicodeEncodeError:
-        raise InvalidPayload("strings must be valid Unicode (no lone surrogates)") from None
-    return body
 
 
 def purchase_routes(core: Core, ledger: Ledger, pricing: Pricing, payments: Payments) -> list[web.RouteDef]:
@@ -60,7 +39,7 @@ def purchase_routes(core: Core, ledger: Ledger, pricing: Pricing, payments: Paym
     async def create(request: web.Request) -> web.Response:
         identity = await authenticate(request, core)
         try:
-            body = await read_json(request)
+            body = await read_body(request)
             wait = await core.rate_limiter.take(identity.user_id, "purchase:create", rate)
             if wait > 0:
                 raise RateLimited("too many purchases", retry_after_s=wait)
@@ -89,7 +68,7 @@ def purchase_routes(core: Core, ledger: Ledger, pricing: Pricing, payments: Paym
     async def razorpay_verify(request: web.Request) -> web.Response:
         identity = await authenticate(request, core)
         try:
-            body = await read_json(request)
+            body = await read_body(request)
             doc = await payments.verify_razorpay(
                 identity.user_id,
                 body.get("razorpay_order_id", body.get("order_id")),

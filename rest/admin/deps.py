@@ -11,7 +11,7 @@ from billing.ledger import Ledger
 from billing.runtime_pricing import RuntimePricing
 from config.errors import InvalidPayload
 from rest.admin.roles import AdminAuth
-from rest.admin.schema import parse_time
+from rest.schema import parse_time
 from server.admin.audit import AuditLog
 from server.admin.notices import Notices
 from server.admin.reports import Moderation

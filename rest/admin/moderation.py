@@ -11,8 +11,8 @@ from aiohttp import web
 from config.errors import InvalidPayload, NotFound
 from rest.admin.deps import AdminDeps, choice_param, int_param, text_param
 from rest.admin.roles import roles_of
-from rest.admin.schema import body, parse_time
 from rest.openapi import describe, error_responses, json_response
+from rest.schema import body, parse_time
 from server.admin.reports import ACTIONS, STATUSES, Resolution
 from server.chat.model import public as public_message
 

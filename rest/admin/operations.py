@@ -11,9 +11,9 @@ from aiohttp import web
 from config.errors import Conflict, InvalidPayload, NotFound
 from rest.admin.deps import AdminDeps, int_param, text_param, time_param
 from rest.admin.roles import roles_of
-from rest.admin.schema import body
 from rest.openapi import describe, error_responses, json_response
 from rest.paging import page
+from rest.schema import body
 from server.admin.notices import LEVELS
 from signaling.model import iso
 

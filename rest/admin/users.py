@@ -11,9 +11,9 @@ from aiohttp import web
 from config.errors import InvalidPayload
 from rest.admin.deps import AdminDeps, bool_param, int_param, text_param, time_param
 from rest.admin.roles import roles_of
-from rest.admin.schema import body, parse_time
 from rest.openapi import describe, error_responses, json_response
 from rest.paging import page
+from rest.schema import body, parse_time
 from server.admin.users import UserFilter
 
 Doc = dict[str, Any]

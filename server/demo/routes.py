@@ -16,7 +16,7 @@ from aiohttp import web
 from config.errors import Forbidden, InvalidPayload, NotFound
 from config.settings import ConfigError, Settings
 from rest.openapi import Doc, describe, schema
-from rest.purchases import read_json
+from rest.schema import body as read_body
 from server.auth import mint_dev_token
 
 STATIC = (Path(__file__).parent / "static").resolve()
@@ -89,7 +89,7 @@ def demo_routes(settings: Settings, config: DemoConfig) -> list[web.RouteDef]:
         return web.FileResponse(target, headers=NO_CACHE)
 
     async def dev_token(request: web.Request) -> web.Response:
-        body = await read_json(request)
+        body = await read_body(request)
         user, name = body.get("user"), body.get("name")
         if not isinstance(user, str) or not USER_RE.fullmatch(user):
             raise InvalidPayload("user must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit")

@@ -7,7 +7,7 @@ import pytest
 
 from config.errors import InvalidPayload
 from config.settings import ConfigError
-from rest.admin.schema import check
+from rest.schema import check
 from server.app import create_app
 from tests.support.apps import make_settings
 

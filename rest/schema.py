@@ -1,15 +1,17 @@
-"""Request bodies validated against the JSON Schema their route publishes in the OpenAPI document.
+"""Request bodies: read (size cap, JSON object, valid Unicode) and validated against the JSON Schema
+their route publishes in the OpenAPI document — every REST route with a body uses `body()`.
 
 One mechanism: a route's `requestBody` schema, given to `rest.openapi.describe`, is both what
 `/api/openapi.json` shows and what `body()` checks, so the two cannot drift. The checker covers the
 subset of JSON Schema the admin routes use (type, required, properties, additionalProperties,
-enum, minLength/maxLength, minimum/maximum, pattern, items, format date-time) and answers the first
+enum, minLength/maxLength, minProperties, minimum/maximum, pattern, items, format date-time) and answers the first
 problem as `invalid_payload` naming the field.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from typing import Any
 
@@ -17,14 +19,35 @@ from aiohttp import web
 
 from config.errors import InvalidPayload
 from rest.openapi import request_schema
-from rest.purchases import read_json
 
 Doc = dict[str, Any]
+
+MAX_BODY_BYTES = 16 * 1024
 
 _TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,), "object": (dict,),
     "array": (list,), "null": (type(None),),
 }
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object body, or InvalidPayload."""
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise InvalidPayload("body too large")
+    raw = await request.read()
+    if len(raw) > MAX_BODY_BYTES:
+        raise InvalidPayload("body too large")
+    try:
+        body = json.loads(raw or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InvalidPayload("body must be JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidPayload("body must be a JSON object")
+    try:  # "\ud800" is valid JSON but not storable: refuse it here, not at the store
+        json.dumps(body, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise InvalidPayload("strings must be valid Unicode (no lone surrogates)") from None
+    return body
 
 
 async def body(request: web.Request) -> Doc:
@@ -85,6 +108,8 @@ def _check_string(schema: Doc, value: str, where: str) -> None:
 
 
 def _check_object(schema: Doc, value: Doc, where: str) -> None:
+    if len(value) < schema.get("minProperties", 0):
+        raise InvalidPayload(f"{where} needs at least {schema['minProperties']} field(s)")
     for name in schema.get("required", ()):
         if name not in value:
             raise InvalidPayload(f"{where}.{name} is required")
