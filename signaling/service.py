@@ -253,7 +253,8 @@ class CallService:
             if peer is not None:
                 await self.events.to_device(peer["node"], peer["sid"], "call:media",
                                             {"call_id": call_id, "media": media, "from": user})
-        return {"media": media, "rate_per_minute": doc["rates"][media], "from_minute": minute}
+        rate = doc["rates"][media] if doc.get("payee") else self.creators.defaults().per_minute(media)
+        return {"media": media, "rate_per_minute": rate, "from_minute": minute}
 
     async def device_gone(self, user: str) -> None:
         """A `/call` socket of `user` disconnected: give their call, if any, the reconnect grace."""
@@ -393,7 +394,7 @@ class CallService:
                        and self._own(doc, end + 1, track=False).media == t.media):
                     end += 1
                 charged_run, complete = await self.billing.charge_run(
-                    call_id, t.payer, range(n, end + 1), t.rates[t.media], t.media, t.payee, t.share_pct)
+                    call_id, t.payer, range(n, end + 1), self._rate(t, n), t.media, t.payee, t.share_pct)
                 minutes.extend(charged_run)
                 if not complete:
                     break
@@ -420,11 +421,20 @@ class CallService:
                 self.timers.schedule((doc["_id"], "tick"), self._boundary(t, next_minute))
         return t
 
+    def _rate(self, t: _Ticking, minute: int) -> int:
+        """What `minute` costs. Minute 1 is paid out of the hold taken at invite, at the invite's rate. Later
+        minutes of a call at the platform's prices cost the prices in force when they begin (an operator's
+        change reaches calls in progress from their next minute); a creator's call keeps the creator's
+        rates as they were at invite (creators' changes apply from the next call)."""
+        if minute >= 2 and t.payee is None:
+            return self.creators.defaults().per_minute(t.media)
+        return t.rates[t.media]
+
     def _boundary(self, t: _Ticking, minute: int) -> float:
         return t.accepted_ts + (minute - 1) * self.settings.billing_interval_s
 
     async def _charge(self, t: _Ticking, minute: int) -> Entry | None:
-        return await self.billing.charge(t.call_id, t.payer, minute, t.rates[t.media], t.media, t.payee,
+        return await self.billing.charge(t.call_id, t.payer, minute, self._rate(t, minute), t.media, t.payee,
                                          t.share_pct)
 
     async def _billed(self, t: _Ticking, minute: int, entry: Entry) -> None:
@@ -438,7 +448,7 @@ class CallService:
         if self.ticking.get(t.call_id) is not t:
             return
         self.timers.schedule((t.call_id, "tick"), self._boundary(t, minute + 1))
-        rate = t.rates[t.media]
+        rate = self._rate(t, minute + 1)
         available = entry.available_after if entry.postings else balance
         if rate > 0 and available < rate:
             await self._warn_low(t, minute + 1)
@@ -511,7 +521,7 @@ class CallService:
         t = self.ticking.get(call_id)
         if t is None:
             return
-        rate = t.rates[t.media]
+        rate = self._rate(t, t.next_minute)
         if await self.billing.available(t.payer) < rate:
             await self._warn_low(t, t.next_minute)
 

@@ -1,5 +1,6 @@
-"""Runtime pricing: validated, persisted, audited, and used by every node for the next message and the
-next call without a restart; `GET /api/credits/packages` reflects it."""
+"""Runtime pricing: validated, persisted, audited, and used by every node for the next message, the next
+call and the next minute of a call in progress, without a restart; `GET /api/credits/packages`
+reflects it."""
 
 from __future__ import annotations
 
@@ -61,6 +62,42 @@ async def test_a_change_on_one_node_is_used_by_the_other(nodes, base_env: dict[s
         await bob.close()
     [entry] = await audit_entries(admin, action="pricing.update")
     assert entry["before"]["message"] == 1 and entry["after"]["message"] == 3 and entry["reason"] == "promo"
+
+
+async def test_a_call_in_progress_pays_the_new_rate_from_its_next_minute(nodes, base_env: dict[str, str]) -> None:
+    n0, n1 = nodes(2, **{**FAST, "PAIRLY_CALL_BILLING_INTERVAL_S": "1", "PAIRLY_SIGNUP_BONUS": "200"})
+    settings = make_settings(base_env)
+    ann = await connect(n1.url, "pm-ann", token_for(settings, "pm-ann"), [CALL])
+    bob = await connect(n1.url, "pm-bob", token_for(settings, "pm-bob"), [CALL])
+    try:
+        invite = await ann.call(CALL, "call:invite", {"to": "pm-bob", "media": "audio"})
+        assert invite["ok"] and invite["rate_per_minute"] == 5, invite
+        call_id = invite["call_id"]
+        await until(lambda: bob.received(CALL, "call:incoming"))
+        assert (await bob.call(CALL, "call:accept", {"call_id": call_id}))["ok"]  # node 1 ticks it
+        await until(lambda: len(billed(ann, call_id)) >= 2)
+        admin = staff((n0.url, settings), "pm-root", "admin")
+        await ok(admin, "PUT", "/api/admin/pricing", {"audio_per_minute": 9, "reason": "peak"})
+        await eventually(lambda: _audio_rate_is(n1.url, settings, 9))
+        changed_at = len(billed(ann, call_id))
+        await until(lambda: len(billed(ann, call_id)) >= changed_at + 2, timeout=10)
+        assert (await ann.call(CALL, "call:end", {"call_id": call_id}))["ok"]
+        ended = await until(lambda: ann.received(CALL, "call:ended"))
+    finally:
+        await ann.close()
+        await bob.close()
+    credits = [b["credits"] for b in billed(ann, call_id)]
+    # 5 until the change reached node 1, 9 from the next minute on: one switch, never back.
+    assert credits[:2] == [5, 5] and credits[changed_at + 1:] == [9] * len(credits[changed_at + 1:])
+    assert credits == sorted(credits) and set(credits) == {5, 9}
+    # An end racing a boundary charges that minute itself (at the new rate), without a call:billed.
+    e = ended[0]
+    assert e["billed_minutes"] >= len(credits)
+    assert e["credits"] == sum(credits) + 9 * (e["billed_minutes"] - len(credits))
+
+
+async def _audio_rate_is(url: str, settings: Any, rate: int) -> bool:
+    return bool((await catalogue(url, settings))["pricing"]["audio_per_minute"] == rate)
 
 
 async def test_pricing_is_validated_persisted_and_applied_at_once(base_env: dict[str, str], clients) -> None:
