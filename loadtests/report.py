@@ -66,7 +66,7 @@ def _cell(text: str) -> str:
 
 
 def machine_line(machine: dict[str, Any]) -> str:
-    return (f"{machine.get('cores', '?')} cores ({machine.get('cpu', '?')}), {machine.get('ram', '?')} RAM, "
+    return (f"{machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, {machine.get('ram', '?')} RAM, "
             f"Python {machine.get('python', '?')}, {machine.get('os', '?')}")
 
 

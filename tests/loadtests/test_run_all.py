@@ -9,9 +9,11 @@ import select
 import stat
 from pathlib import Path
 
+import pytest
+
 from loadtests import report
 from loadtests.benchjson import PREFIX
-from loadtests.run_all import SUITE, Bench, merge, run_one
+from loadtests.run_all import SUITE, Bench, main, merge, run_one
 
 
 def _fake_python(tmp_path: Path, body: str) -> str:
@@ -70,3 +72,10 @@ def test_a_hung_benchmark_is_killed_with_its_children(tmp_path: Path) -> None:
         assert select.select([fd], [], [], 60)[0] == [fd], "the benchmark's child outlived its kill"
     finally:
         os.close(fd)
+
+
+def test_only_refuses_unknown_benchmarks(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--only", "bench_chat,bench_nope"])
+    assert exit_.value.code == 2
+    assert "unknown benchmark(s) bench_nope" in capsys.readouterr().err
