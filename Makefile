@@ -41,7 +41,7 @@ pytest: setup redis-server browser
 test: lint pytest
 
 bench: setup redis-server
-	$(BIN)/python -m loadtests.run_all
+	$(BIN)/python -m loadtests.run_all $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache

@@ -69,6 +69,7 @@ from typing import Any, TypeVar
 import aiohttp
 
 from loadtests._common_presence import RawClient, open_many
+from loadtests.benchjson import Figure, emit
 from loadtests.common import ROOT, percentile, raise_nofile, rss_kb, wait_http
 from server.auth import mint_token
 from server.store import free_port
@@ -601,6 +602,26 @@ async def main_async(args: argparse.Namespace) -> int:
               + (f"; history failures {dict(history_failures)}" if history_failures else "")
               + (f"; other events {dict(bench.other_events)}" if bench.other_events else ""), flush=True)
         ok = both == len(live) == n and not end_failures and not failures
+        idle_what = f"idle node, same {2 * n:,} connections"
+        load = f"{len(live):,} calls, {interval:g} s minute, {ticks_per_s:.0f} charges/s"
+        emit("bench_calls", [
+            Figure("call billing tick drift, server, p50", server_steady.quantile(0.5) * 1000, "ms", note=load),
+            Figure("call billing tick drift, server, p99", server_steady.quantile(0.99) * 1000, "ms",
+                   note="target < 1 s"),
+            Figure("call billing tick drift at the client (charge + delivery), p50",
+                   percentile(by_record, 50) * 1000 if by_record else NAN, "ms"),
+            Figure("call billing tick drift at the client (charge + delivery), p99",
+                   percentile(by_record, 99) * 1000 if by_record else NAN, "ms"),
+            Figure("call billing: server process, % of one core while billing", steady.server, "%", idle.server,
+                   idle_what),
+            Figure("call billing: store, % of one core while billing", steady.store, "%", idle.store, idle_what),
+            Figure("call billing CPU per charged minute, server", per_tick_server * 1e6, "us"),
+            Figure("call billing CPU per charged minute, store",
+                   tick_store / 100 / ticks_per_s * 1e6 if ticks_per_s else NAN, "us"),
+            Figure("call set-up under billing load", len(live) / setup_s, "calls/s"),
+            Figure("call:end under billing load", len(live) / end_s, "calls/s",
+                   note=f"{both}/{len(live)} ended on both sides; {args.end_inflight} in flight"),
+        ], doc="docs/calls.md")
     finally:
         for client in clients:
             with contextlib.suppress(Exception):

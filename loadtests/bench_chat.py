@@ -38,6 +38,7 @@ from typing import Any
 
 import socketio
 
+from loadtests.benchjson import Figure, emit
 from loadtests.common import bare_server_cmd, percentile, raise_nofile, start_server, wait_http
 from server.auth import mint_token
 
@@ -195,6 +196,31 @@ def _line(label: str, r: dict[str, Any]) -> str:
             f"p50 {r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms{errors}")
 
 
+def _figures(args: argparse.Namespace, bare: dict[str, Any], free: dict[str, Any], metered: dict[str, Any],
+             creators: dict[str, Any], paced: dict[str, Any], soak: dict[str, Any] | None) -> list[Figure]:
+    relay = "bare python-socketio relay"
+    setup = f"{args.pairs} pairs, {args.window} in flight per sender"
+    figures = [
+        Figure("chat, free messages, max rate", free["rate"], "msg/s", bare["rate"], relay, setup),
+        Figure("chat, metered messages, max rate", metered["rate"], "msg/s", bare["rate"], relay,
+               f"metered / free {_ratio(metered, free):.2f} (target >= 0.8)"),
+        Figure("chat, metered paying creators, max rate", creators["rate"], "msg/s", bare["rate"], relay),
+        Figure("chat p99 at max rate: free", free["p99_ms"], "ms", bare["p99_ms"], relay),
+        Figure("chat p99 at max rate: metered", metered["p99_ms"], "ms", bare["p99_ms"], relay),
+        Figure("chat p99 at max rate: paying creators", creators["p99_ms"], "ms", bare["p99_ms"], relay),
+        Figure("metered chat at 500 msg/s, p50", paced["p50_ms"], "ms"),
+        Figure("metered chat at 500 msg/s, p99", paced["p99_ms"], "ms", note="target < 100 ms"),
+    ]
+    if soak is not None:
+        first, last = soak.get("first_tenth", 0.0), soak.get("last_tenth", 0.0)
+        figures += [
+            Figure(f"metered soak, {args.soak:,} messages", soak["rate"], "msg/s"),
+            Figure("metered soak, last tenth / first tenth", last / first if first else float("nan"), "x",
+                   note=f"{last:.0f} vs {first:.0f} msg/s; target >= 0.8"),
+        ]
+    return figures
+
+
 def _server_env(data_dir: str, price: int) -> dict[str, str]:
     """`make run`'s embedded defaults, with the per-user limits a benchmark needs raised."""
     return {
@@ -250,12 +276,15 @@ async def main_async(args: argparse.Namespace) -> int:
               f"creators / free: {_ratio(creators_max, free_max):.2f}\n"
               f"metered max: {chat_max['rate']:.0f} msg/s (target >= 1500)   "
               f"p99 at 500/s: {paced['p99_ms']:.1f} ms (target < 100 ms)", flush=True)
+        soak: dict[str, Any] | None = None
         if args.soak:
             soak = await run_phase(m_side, args.pairs, args.window, 0, None, soak=args.soak)
             print(_line(f"soak ({args.soak} metered)", soak), flush=True)
             ratio = soak["last_tenth"] / soak["first_tenth"] if soak.get("first_tenth") else float("nan")
             print(f"soak: first tenth {soak.get('first_tenth', 0):.0f} msg/s, last tenth "
                   f"{soak.get('last_tenth', 0):.0f} msg/s, ratio {ratio:.2f} (target >= 0.8)", flush=True)
+        emit("bench_chat", _figures(args, bare_max, free_max, chat_max, creators_max, paced, soak),
+             doc="docs/chat.md#benchmark")
     finally:
         for proc in (metered, free, bare):
             if proc is not None:

@@ -21,6 +21,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from loadtests.benchjson import Figure, emit
 from loadtests.common import bare_server_cmd, raise_nofile, rss_kb, start_server, wait_http
 from loadtests.idle_clients import IdleClients, auth_json
 from server.auth import mint_token
@@ -79,6 +80,10 @@ def main() -> None:
     print(f"server RSS per idle authenticated device: {per_conn:.1f} KB")
     print(f"bare python-socketio RSS per idle device: {bare_per_conn:.1f} KB")
     print(f"ratio server/bare: {per_conn / max(bare_per_conn, 0.1):.2f}  (target: <= 25 KB per device)")
+    emit("bench_connections", [
+        Figure(f"RSS per idle authenticated device on {what}, {n:,} devices", per_conn, "KB", bare_per_conn,
+               "bare python-socketio", f"{ok}/{n} connected (bare {bare_ok}/{n}); target <= 25 KB"),
+    ], doc="docs/memory.md")
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ import aiohttp
 import uvloop
 
 from loadtests._common_presence import RawClient, open_many
+from loadtests.benchjson import Figure, emit
 from loadtests.common import ServerProcess, percentile, raise_nofile, start_server, wait_http
 from server.auth import mint_token
 from server.store import EmbeddedStore
@@ -262,6 +263,21 @@ def _fanout_variant(store: EmbeddedStore, redis: RedisServer, n: int, rounds: in
     return {"bare": base, "one": single, "two": double}
 
 
+def _figures(n: int, tuned: dict[str, list[float]], base_churn: float, ours_churn: float,
+             ghosts: int) -> list[Figure]:
+    """The servers as they run in production: with the GC threshold `server/__main__.py` sets."""
+    bare = "bare python-socketio room emit"
+    figures = []
+    for key, label in (("one", "one node"), ("two", "two nodes + Redis")):
+        for p in (50, 99):
+            figures.append(Figure(f"presence fan-out to {n:,} subscribers, {label}, p{p}",
+                                  percentile(tuned[key], p) * 1000, "ms", percentile(tuned["bare"], p) * 1000,
+                                  bare, "target p99 < 100 ms" if p == 99 else ""))
+    figures.append(Figure("presence connect+disconnect churn", ours_churn, "/s", base_churn, "bare python-socketio",
+                          f"{ghosts} users left online after the grace (must be 0); target >= 200/s"))
+    return figures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--watchers", type=int, default=1000)
@@ -314,6 +330,7 @@ def main() -> int:
     print(f"ratio presence/bare                   : {ours_churn / base_churn:.2f}")
     print(f"target >= 200/s                       : {'met' if ours_churn >= 200 else 'missed'}")
     print(f"users left online after the grace     : {ghosts} of {min(args.churn_pool, 500)} (must be 0)")
+    emit("bench_presence", _figures(n, fanout[True], base_churn, ours_churn, ghosts), doc="docs/presence.md")
     return 0 if not ghosts and not ours_fail else 1
 
 

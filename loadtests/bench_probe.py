@@ -28,6 +28,7 @@ from typing import Any
 
 import socketio
 
+from loadtests.benchjson import Figure, emit
 from loadtests.common import percentile, raise_nofile, start_server, wait_http
 from server.auth import mint_token
 
@@ -166,6 +167,15 @@ async def run(args: argparse.Namespace) -> None:
     if base:
         ok = [c for c, _, p99, _, _ in rows if p99 <= 2 * base]
         print(f"unloaded chat p99 {base:.1f} ms; largest probe count with p99 <= 2x: {max(ok) if ok else 'none'}")
+    unloaded = "no probes, same run"
+    figures = [Figure(f"chat p99 ({args.rate:g} msg/s) with {count} concurrent probes", p99, "ms",
+                      base, unloaded, f"p50 {p50:.1f} ms; {done} probes completed")
+               for count, p50, p99, _, done in rows if count]
+    if base:
+        figures.insert(0, Figure("largest probe count with chat p99 within 2x unloaded",
+                                 float(max(ok)) if ok else float("nan"), "probes",
+                                 note=f"unloaded chat p99 {base:.1f} ms, same run"))
+    emit("bench_probe", figures, doc="docs/call-quality.md")
 
 
 def main() -> None:

@@ -45,6 +45,7 @@ import aiohttp
 import redis
 
 from loadtests._common_presence import RawClient, open_many
+from loadtests.benchjson import Figure, emit
 from loadtests.common import ServerProcess, percentile, raise_nofile, start_server, wait_http
 from server.auth import mint_token
 from server.store import EmbeddedStore
@@ -297,6 +298,25 @@ def _verdict(what: str, results: dict[int, Result], key: Callable[[Result], floa
     return f"{what}: worst {worst:.2f}x the 1-node figure (target <= {1 + limit:.2f}x): {ok}"
 
 
+def _figures(chat: dict[int, Result], presence: dict[int, Result]) -> list[Figure]:
+    """Per node count, CPU per 1,000 delivered messages against the smallest node count of the run."""
+    figures = []
+    for what, results in (("cross-node chat", chat), ("presence fan-out", presence)):
+        first = min(results)
+        base = results[first]
+        ref = f"{first} node(s), same run"
+        for n, r in sorted(results.items()):
+            figures += [
+                Figure(f"{what}, {n} node(s): server CPU-s per 1,000 delivered", r.server_per_1000, "CPU-s",
+                       None if n == first else base.server_per_1000, "" if n == first else ref),
+                Figure(f"{what}, {n} node(s): Redis CPU-s per 1,000 delivered", r.redis_per_1000, "CPU-s",
+                       None if n == first else base.redis_per_1000, "" if n == first else ref),
+                Figure(f"{what}, {n} node(s): delivered", r.rate, "msg/s", None if n == first else base.rate,
+                       "" if n == first else ref, f"p99 {percentile(r.latencies, 99) * 1000:.1f} ms"),
+            ]
+    return figures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--nodes", default="1,2,3")
@@ -350,6 +370,7 @@ def main() -> int:
                                      "node_cpu_per_1000": [r.per_1000(c) for c in r.node_net]}
                                  for n, r in results.items()}
                           for what, results in (("chat", chat), ("presence", presence))}))
+    emit("bench_scale", _figures(chat, presence), doc="docs/scaling.md")
     return 0
 
 
