@@ -7,7 +7,7 @@ import time
 
 from locust import between, task
 
-from loadtests.users.common import AckError, LoadUser, Socket, matching, new_user_id
+from loadtests.users.common import AckError, LoadUser, matching
 
 NS = "/call"
 EVENTS = [(NS, e) for e in ("call:incoming", "call:accepted", "call:signal", "call:billed", "call:ended")]
@@ -23,10 +23,10 @@ class CallUser(LoadUser):
     timeout = float(os.environ.get("LOADTEST_CALL_TIMEOUT_S", "90"))  # must exceed the billed minute
 
     def on_start(self) -> None:
-        self.caller = Socket(self.host, new_user_id("caller"), [NS], EVENTS)
+        self.caller = self.connect("caller", [NS], EVENTS)
         # With LOADTEST_HOSTS the callee is on the next node, unless LOADTEST_CALLS_SAME_NODE=1.
         same = os.environ.get("LOADTEST_CALLS_SAME_NODE") == "1"
-        self.callee = Socket(self.host, new_user_id("callee"), [NS], EVENTS, self.caller.url if same else None)
+        self.callee = self.connect("callee", [NS], EVENTS, self.caller.url if same else None)
         self.minutes = max(1, int(os.environ.get("LOADTEST_CALL_MINUTES", "2")))
 
     def on_stop(self) -> None:

@@ -8,7 +8,7 @@ import uuid
 
 from locust import between, task
 
-from loadtests.users.common import AckError, LoadUser, Socket, matching, new_user_id
+from loadtests.users.common import AckError, LoadUser, Socket, matching
 
 NS = "/chat"
 EVENTS = [(NS, "message:new"), (NS, "message:status"), (NS, "typing")]
@@ -21,8 +21,8 @@ class ChatUser(LoadUser):
     weight = 3
 
     def on_start(self) -> None:
-        self.a = Socket(self.host, new_user_id("chat"), [NS], EVENTS)
-        self.b = Socket(self.host, new_user_id("chat"), [NS], EVENTS)
+        self.a = self.connect("chat", [NS], EVENTS)
+        self.b = self.connect("chat", [NS], EVENTS)
         self.last_received: dict[str, str] = {}  # receiver -> newest message id it got
 
     def on_stop(self) -> None:

@@ -115,6 +115,18 @@ class LoadUser(User):
                                              response_time=(time.time() - started) * 1000,
                                              response_length=0, exception=exc, context={})
 
+    def connect(self, kind: str, namespaces: list[str], events: Iterable[tuple[str, str]],
+                node: str | None = None) -> Socket:
+        """A new device of a new user, its connect (all namespaces) reported as `sio connect`."""
+        started = time.time()
+        try:
+            sock = Socket(self.host, new_user_id(kind), namespaces, events, node)
+        except socketio.exceptions.ConnectionError as exc:  # e.g. limit_reached, auth_invalid
+            self.report("sio", "connect", started, AckError(str(exc)[:120]))
+            raise
+        self.report("sio", "connect", started)
+        return sock
+
     def request(self, sock: Socket, namespace: str, event: str, payload: dict[str, Any],
                 name: str | None = None) -> dict[str, Any]:
         """Emit with an ack; report latency, or a failure named by the error code. Raises AckError."""
@@ -123,6 +135,8 @@ class LoadUser(User):
             ack = sock.sio.call(event, payload, namespace=namespace, timeout=self.timeout)
         except socketio.exceptions.TimeoutError:
             exc = AckError("ack_timeout")
+        except socketio.exceptions.SocketIOError:  # the namespace is gone: the server dropped us
+            exc = AckError("disconnected")
         else:
             if isinstance(ack, dict) and ack.get("ok"):
                 self.report(namespace, name or event, started)

@@ -6,7 +6,7 @@ import time
 
 from locust import between, task
 
-from loadtests.users.common import AckError, LoadUser, Socket, new_user_id
+from loadtests.users.common import AckError, LoadUser
 
 NS = "/presence"
 
@@ -18,8 +18,8 @@ class PresenceUser(LoadUser):
     weight = 2
 
     def on_start(self) -> None:
-        self.watcher = Socket(self.host, new_user_id("watch"), [NS], [(NS, "presence:update")])
-        self.buddy = Socket(self.host, new_user_id("buddy"), [NS], [])
+        self.watcher = self.connect("watch", [NS], [(NS, "presence:update")])
+        self.buddy = self.connect("buddy", [NS], [])
         self.status = "online"
         self.request(self.watcher, NS, "presence:subscribe", {"users": [self.buddy.user]})
 

@@ -61,6 +61,7 @@ def run_locust(hosts: list[str], out: Path, extra_env: dict[str, str]) -> dict[t
 
 def assert_every_class_worked(stats: dict[tuple[str, str], tuple[int, int]]) -> None:
     assert all(failed == 0 for _count, failed in stats.values()), stats
+    assert stats[("sio", "connect")][0] >= 2 * 9  # two devices per Socket.IO user (9 of the 10 users)
     for user_class, names in EXPECTED.items():
         missing = [name for name in names if stats.get(name, (0, 0))[0] == 0]
         assert not missing, f"{user_class} made no successful {missing}; got {sorted(stats)}"
