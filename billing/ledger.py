@@ -542,9 +542,21 @@ class Ledger:
 
     async def _attempt(self, live: list[Pending[Transfer, Entry]], batch_id: str) -> list[Entry]:
         transfers = [p.item for p in live]
-        states = await self._load(transfers)
+        states, cached = await self._load(transfers)
         plan = _Plan(states, self._signup_bonus, self._signup, self._tick, batch_id)
         outcomes = [plan.apply(t) for t in transfers]
+        # A refusal is final only if decided on what the store holds: a write is checked against the
+        # stored version, a refusal writes nothing — so one planned on this node's cached state (which
+        # another node may have moved since: a purchase, a hold placed there) is planned again on fresh
+        # reads. Found by a two-node load run: a capture refused on a stale cached wallet.
+        stale = {acc for t, o in zip(transfers, outcomes, strict=True) if isinstance(o, InsufficientCredits)
+                 for acc in _touched(t) if acc in cached}
+        if stale:
+            for acc in stale:
+                self._cache.pop(acc, None)
+            states, _ = await self._load(transfers)
+            plan = _Plan(states, self._signup_bonus, self._signup, self._tick, batch_id)
+            outcomes = [plan.apply(t) for t in transfers]
         if not plan.docs:  # everything refused
             for p, outcome in zip(live, outcomes, strict=True):
                 assert isinstance(outcome, Exception)
@@ -595,9 +607,11 @@ class Ledger:
         self._last_t = t
         return t
 
-    async def _load(self, transfers: Sequence[Transfer]) -> dict[str, _State | None]:
+    async def _load(self, transfers: Sequence[Transfer]) -> tuple[dict[str, _State | None], set[str]]:
+        """The accounts' states, and which of them came from this node's cache (not read now)."""
         ids = {acc for t in transfers for acc in _touched(t)}
         states: dict[str, _State | None] = {}
+        cached: set[str] = set()
         missing = []
         for acc in ids:
             hit = self._cache.get(acc)
@@ -606,11 +620,12 @@ class Ledger:
                 states[acc] = None
             else:
                 states[acc] = hit.copy()
+                cached.add(acc)
         if missing:
             async for d in self._accounts.find({"_id": {"$in": missing}}):
                 states[d["_id"]] = _State(str(d["v"]), int(d["balance"]), int(d.get("held", 0)),
                                           int(d.get("gross", 0)))
-        return states
+        return states, cached
 
     def _forget(self, live: Iterable[Pending[Transfer, Entry]]) -> None:
         for p in live:

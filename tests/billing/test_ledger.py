@@ -191,6 +191,33 @@ async def test_two_ledgers_on_one_store_never_overspend(mongo_url: str) -> None:
         await client.close()
 
 
+async def test_a_refusal_is_never_decided_on_another_nodes_stale_state(mongo_url: str) -> None:
+    """Node A knows a wallet as empty; node B then credits it and places a hold on it. A spend and a
+    capture on node A must see what B did, not be refused on A's cached state."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
+    db = client[f"t_{uuid.uuid4().hex[:10]}"]
+    await ensure_indexes(db)
+    a, b = Ledger(db), Ledger(db)
+    await a.start()
+    await b.start()
+    try:
+        assert (await a.wallet("st-ann")).balance == 0  # A caches the empty wallet
+        with pytest.raises(InsufficientCredits):
+            await a.spend("st-ann", 5, "msg:early", "message")
+        await b.credit("st-ann", 100, "buy:1", "purchase")  # on the other node
+        entry = await a.spend("st-ann", 5, "msg:late", "message")
+        assert entry.postings[0].balance_after == 95
+        await b.hold("st-ann", 20, "call:c1:hold", ref="c1")  # the caller's node holds a minute...
+        captured = await a.capture("call:c1:hold", 20, "call:c1:1", "call_minute")  # ...the callee's captures it
+        assert captured.key == "call:c1:1"
+        assert (await b.wallet("st-ann")).balance == 75
+        assert (await a.reconcile()).ok
+    finally:
+        await a.stop()
+        await b.stop()
+        await client.close()
+
+
 async def test_a_transfer_the_store_cannot_hold_fails_alone(ledger: Ledger) -> None:
     """One unstorable document (a lone surrogate) in a batch: only its transfer fails."""
     await ledger.credit("po", 90, "seed:po", "purchase")  # 100
