@@ -86,9 +86,6 @@ def test_every_user_class_on_one_node_without_redis(single_node: NodeProcess, ba
 def test_every_user_class_across_two_nodes_with_redis(nodes: Callable[..., list[NodeProcess]],
                                                       base_env: dict[str, str], tmp_path: Path) -> None:
     n0, n1 = nodes(2, **LOAD_ENV)
-    # Chat and presence pairs are split across the nodes. Call pairs are kept on one node: with caller
-    # and callee on different nodes this run finds `call:accept` refused `insufficient_credits` now and
-    # then (a billing bug reported in docs/loadtest.md, not fixed here).
-    stats = run_locust([n0.url, n1.url], tmp_path, {"PAIRLY_JWT_SECRET": base_env["PAIRLY_JWT_SECRET"],
-                                                    "LOADTEST_CALLS_SAME_NODE": "1"})
+    # Both ends of every chat, presence and call pair on different nodes (sockets round-robin).
+    stats = run_locust([n0.url, n1.url], tmp_path, {"PAIRLY_JWT_SECRET": base_env["PAIRLY_JWT_SECRET"]})
     assert_every_class_worked(stats)
