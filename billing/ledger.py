@@ -557,6 +557,19 @@ class Ledger:
             states, _ = await self._load(transfers)
             plan = _Plan(states, self._signup_bonus, self._signup, self._tick, batch_id)
             outcomes = [plan.apply(t) for t in transfers]
+        # A key already applied is answered with its entry even when its operation could not be paid
+        # now (a resend after the credits were spent): replays are otherwise found by the insert, and a
+        # refused transfer inserts nothing. Refusals write nothing, so dropping the answered ones from
+        # the batch leaves the plan of the others as it is.
+        refused = [p for p, o in zip(live, outcomes, strict=True) if isinstance(o, InsufficientCredits)]
+        if refused:
+            still = {id(p) for p in await self._answer_replays(refused, batch_id=None)}
+            answered = {id(p) for p in refused} - still
+            if answered:
+                kept = [i for i, p in enumerate(live) if id(p) not in answered]
+                live = [live[i] for i in kept]
+                transfers = [transfers[i] for i in kept]
+                outcomes = [outcomes[i] for i in kept]
         if not plan.docs:  # everything refused
             for p, outcome in zip(live, outcomes, strict=True):
                 assert isinstance(outcome, Exception)

@@ -218,6 +218,16 @@ async def test_a_refusal_is_never_decided_on_another_nodes_stale_state(mongo_url
         await client.close()
 
 
+async def test_a_resend_after_the_credits_are_gone_returns_the_original(ledger: Ledger) -> None:
+    first = await ledger.spend("rs-ann", 10, "msg:rs-1", "message")  # the whole signup bonus
+    assert (await ledger.wallet("rs-ann")).balance == 0
+    again = await ledger.spend("rs-ann", 10, "msg:rs-1", "message")  # a client resending it
+    assert again.key == first.key and again.replayed and again.postings == first.postings
+    with pytest.raises(InsufficientCredits):
+        await ledger.spend("rs-ann", 10, "msg:rs-2", "message")
+    assert (await ledger.wallet("rs-ann")).balance == 0 and (await ledger.reconcile()).ok
+
+
 async def test_a_transfer_the_store_cannot_hold_fails_alone(ledger: Ledger) -> None:
     """One unstorable document (a lone surrogate) in a batch: only its transfer fails."""
     await ledger.credit("po", 90, "seed:po", "purchase")  # 100
