@@ -60,6 +60,9 @@ def test_two_users_chat_with_receipts_presence_and_credits(cluster: Cluster, pag
     alice.get_by_test_id("text").fill("hello bob, edited")
     alice.get_by_test_id("send").click()
     expect(_message(bob, "hello bob, edited")).to_contain_text("(edited)")
+    # Alice's page leaves edit mode when her own ack arrives, which may come after Bob's update: a
+    # message typed before that would be taken for the edit (or cleared with the composer).
+    expect(alice.get_by_test_id("send")).to_have_text("Send")
     _send(alice, "oops")
     expect(_message(bob, "oops")).to_be_visible()
     _message(alice, "oops").get_by_test_id("delete-everyone").click()
