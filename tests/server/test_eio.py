@@ -1,13 +1,87 @@
-"""The lean Engine.IO pieces (server/eio.py): the real app refuses permessage-deflate while WebSocket and
-long-polling clients work as before."""
+"""The lean Engine.IO pieces (server/eio.py): the queue keeps asyncio.Queue's semantics, and the real
+app refuses permessage-deflate while WebSocket and long-polling clients work as before."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import aiohttp
+import pytest
 
+from server.eio import LeanEngineServer, LeanQueue
 from tests.support.clients import token_for
+
+
+async def test_fifo_and_nowait() -> None:
+    q: LeanQueue[int] = LeanQueue()
+    with pytest.raises(asyncio.QueueEmpty):
+        q.get_nowait()
+    for i in range(3):
+        await q.put(i)
+    assert q.qsize() == 3
+    assert [await q.get(), q.get_nowait(), await q.get()] == [0, 1, 2]
+    assert q.empty()
+
+
+async def test_get_waits_for_a_put() -> None:
+    q: LeanQueue[str] = LeanQueue()
+    getter = asyncio.create_task(q.get())
+    await asyncio.sleep(0)
+    assert not getter.done()
+    q.put_nowait("x")
+    assert await getter == "x"
+
+
+async def test_getters_are_served_in_order() -> None:
+    q: LeanQueue[int] = LeanQueue()
+    first, second = asyncio.create_task(q.get()), asyncio.create_task(q.get())
+    await asyncio.sleep(0)
+    q.put_nowait(1)
+    q.put_nowait(2)
+    assert (await first, await second) == (1, 2)
+
+
+async def test_a_woken_getter_cancelled_passes_the_item_on() -> None:
+    q: LeanQueue[int] = LeanQueue()
+    first, second = asyncio.create_task(q.get()), asyncio.create_task(q.get())
+    await asyncio.sleep(0)
+    q.put_nowait(7)  # wakes `first`...
+    first.cancel()  # ...which is cancelled before it runs
+    assert await second == 7
+    with pytest.raises(asyncio.CancelledError):
+        await first
+
+
+async def test_wait_for_timeout_loses_nothing() -> None:
+    q: LeanQueue[int] = LeanQueue()
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(q.get(), 0.01)
+    q.put_nowait(3)
+    assert q.get_nowait() == 3
+
+
+async def test_join_waits_for_task_done() -> None:
+    q: LeanQueue[int] = LeanQueue()
+    await q.join()  # nothing put: returns at once
+    q.put_nowait(1)
+    q.put_nowait(2)
+    joiner = asyncio.create_task(q.join())
+    q.get_nowait()
+    q.task_done()
+    await asyncio.sleep(0)
+    assert not joiner.done()
+    q.get_nowait()
+    q.task_done()
+    await joiner
+    with pytest.raises(ValueError):
+        q.task_done()
+
+
+def test_the_server_uses_the_lean_queue_only_when_unbounded() -> None:
+    eio = LeanEngineServer(async_mode="aiohttp")
+    assert isinstance(eio.create_queue(), LeanQueue)
+    assert isinstance(eio.create_queue(5), asyncio.Queue)
 
 
 async def _connect_ws(
