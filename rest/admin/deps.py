@@ -70,6 +70,17 @@ def bool_param(request: web.Request, name: str) -> bool | None:
     return value.lower() == "true"
 
 
+def future_until(data: dict[str, object]) -> dt.datetime | None:
+    """A body's optional `until` (ban expiry), which must lie in the future."""
+    raw = data.get("until")
+    if not raw:
+        return None
+    until = parse_time(str(raw), "body.until")
+    if until <= dt.datetime.now(dt.UTC):
+        raise InvalidPayload("body.until must be in the future")
+    return until
+
+
 def time_param(request: web.Request, name: str) -> dt.datetime | None:
     value = text_param(request, name)
     return None if value is None else parse_time(value, name)

@@ -3,16 +3,15 @@ Thin: the rules live in `server.admin.reports` and the chat service; every chang
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from aiohttp import web
 
 from config.errors import InvalidPayload, NotFound
-from rest.admin.deps import AdminDeps, choice_param, int_param, text_param
+from rest.admin.deps import AdminDeps, choice_param, future_until, int_param, text_param
 from rest.admin.roles import roles_of
 from rest.openapi import describe, error_responses, json_response
-from rest.schema import body, parse_time
+from rest.schema import body
 from server.admin.reports import ACTIONS, STATUSES, Resolution
 from server.chat.model import public as public_message
 
@@ -35,9 +34,7 @@ def moderation_routes(d: AdminDeps) -> list[web.RouteDef]:
         actor = await d.auth(request)
         report_id = request.match_info["report_id"]
         data = await body(request)
-        until = parse_time(data["until"], "body.until") if data.get("until") else None
-        if until is not None and until <= dt.datetime.now(dt.UTC):
-            raise InvalidPayload("body.until must be in the future")
+        until = future_until(data)
         res = Resolution(data["action"], actor.user, data.get("reason"), data.get("text"), until)
         before, after, changed = await d.moderation.resolve(report_id, res)
         # Keyed by the report: resolving again (a replay) appends nothing.

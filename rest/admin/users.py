@@ -3,17 +3,18 @@ rules live in `server.sessions`, `server.admin.users` and the ledger; every chan
 
 from __future__ import annotations
 
-import datetime as dt
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
 from config.errors import InvalidPayload
-from rest.admin.deps import AdminDeps, bool_param, int_param, text_param, time_param
+from rest.admin.deps import AdminDeps, bool_param, future_until, int_param, text_param, time_param
 from rest.admin.roles import roles_of
 from rest.openapi import describe, error_responses, json_response
 from rest.paging import page
-from rest.schema import body, parse_time
+from rest.schema import body
+from server.admin.audit import Actor
 from server.admin.users import UserFilter
 
 Doc = dict[str, Any]
@@ -42,39 +43,33 @@ def user_routes(d: AdminDeps) -> list[web.RouteDef]:
         await d.auth(request)
         return web.json_response(await d.users.detail(request.match_info["user_id"]))
 
+    async def change(request: web.Request, actor: Actor, action: str,
+                     apply: Callable[[str, Doc], Awaitable[object]], reason: str | None) -> web.Response:
+        """A ban-state change, audited with the state before and after."""
+        user = request.match_info["user_id"]
+        before = await ban_state(user)
+        await apply(user, before)
+        after = await ban_state(user)
+        await d.audit.append(actor, action, user, before=before, after=after, reason=reason)
+        return web.json_response({"user": user, **after})
+
     async def ban(request: web.Request) -> web.Response:
         actor = await d.auth(request)
-        user = request.match_info["user_id"]
         data = await body(request)
-        until = parse_time(data["until"], "body.until") if data.get("until") else None
-        if until is not None and until <= dt.datetime.now(dt.UTC):
-            raise InvalidPayload("body.until must be in the future")
-        before = await ban_state(user)
-        await d.sessions.ban(user, data["reason"], until)
-        after = await ban_state(user)
-        await d.audit.append(actor, "user.ban", user, before=before, after=after, reason=data["reason"])
-        return web.json_response({"user": user, **after})
+        until = future_until(data)
+        return await change(request, actor, "user.ban", lambda user, _: d.sessions.ban(user, data["reason"], until),
+                            data["reason"])
 
     async def unban(request: web.Request) -> web.Response:
         actor = await d.auth(request)
-        user = request.match_info["user_id"]
         data = await body(request)
-        before = await ban_state(user)
-        await d.sessions.unban(user)
-        after = await ban_state(user)
-        await d.audit.append(actor, "user.unban", user, before=before, after=after, reason=data.get("reason"))
-        return web.json_response({"user": user, **after})
+        return await change(request, actor, "user.unban", lambda user, _: d.sessions.unban(user), data.get("reason"))
 
     async def revoke(request: web.Request) -> web.Response:
         actor = await d.auth(request)
-        user = request.match_info["user_id"]
         data = await body(request)
-        before = await ban_state(user)
-        await d.sessions.revoke_user(user, "sessions revoked")
-        after = await ban_state(user)
-        await d.audit.append(actor, "user.revoke_sessions", user, before=before, after=after,
-                             reason=data.get("reason"))
-        return web.json_response({"user": user, **after})
+        return await change(request, actor, "user.revoke_sessions",
+                            lambda user, _: d.sessions.revoke_user(user, "sessions revoked"), data.get("reason"))
 
     async def credits(request: web.Request) -> web.Response:
         actor = await d.auth(request)
