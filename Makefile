@@ -65,9 +65,11 @@ lock: setup
 
 # pip-audit over the lock; fails (status 2, "AUDIT NOT DONE") when the vulnerability service is unreachable.
 # Accepted findings: AUDIT_IGNORE="--ignore-vuln ID ..." with the reason in docs/dependencies.md.
+# Offline: OSV_DIR=/path/to/advisory-database checks the lock against that local OSV copy instead.
 AUDIT_IGNORE ?=
+OSV_DIR ?=
 audit: setup
-	$(BIN)/python -m tools.audit requirements.lock $(AUDIT_IGNORE)
+	$(BIN)/python -m tools.audit requirements.lock $(AUDIT_IGNORE)$(if $(OSV_DIR), --osv-dir $(OSV_DIR))
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache
