@@ -28,39 +28,60 @@ class ConnectionRegistry(Protocol):
 
 
 class LocalConnections:
+    """One process's registry. A user's only socket in a namespace is held as its sid, a set only from
+    the second device: most users have one device, and an empty set costs ~200 bytes (docs/memory.md)."""
+
     def __init__(self, node_id: str = "local") -> None:
         self._node = node_id
-        self._by_user: dict[tuple[str, str], set[str]] = {}
+        self._by_ns: dict[str, dict[str, str | set[str]]] = {}
+
+    def _sids(self, namespace: str, user_id: str) -> str | set[str] | tuple[()]:
+        return self._by_ns.get(namespace, {}).get(user_id, ())
 
     async def add(self, namespace: str, user_id: str, sid: str, limit: int) -> bool:
-        sids = self._by_user.setdefault((namespace, user_id), set())
-        if len(sids) >= limit:
+        users = self._by_ns.setdefault(namespace, {})
+        held = users.get(user_id)
+        if (0 if held is None else 1 if isinstance(held, str) else len(held)) >= limit:
             return False
+        if held is None:
+            users[user_id] = sid
+            return True
+        sids = {held} if isinstance(held, str) else held
         sids.add(sid)
+        users[user_id] = sids
         return True
 
     async def remove(self, namespace: str, user_id: str, sid: str) -> None:
-        key = (namespace, user_id)
-        sids = self._by_user.get(key)
-        if sids is not None:
-            sids.discard(sid)
-            if not sids:
-                del self._by_user[key]
+        users = self._by_ns.get(namespace)
+        held = users.get(user_id) if users is not None else None
+        if users is None or held is None:
+            return
+        if isinstance(held, str):
+            if held == sid:
+                del users[user_id]
+            return
+        held.discard(sid)
+        if len(held) == 1:
+            users[user_id] = next(iter(held))
+        elif not held:
+            del users[user_id]
 
     async def count(self, namespace: str, user_id: str) -> int:
-        return len(self._by_user.get((namespace, user_id), ()))
+        held = self._sids(namespace, user_id)
+        return 1 if isinstance(held, str) else len(held)
 
     async def live_sids(self, namespace: str, user_id: str) -> set[str]:
-        return set(self._by_user.get((namespace, user_id), ()))
+        held = self._sids(namespace, user_id)
+        return {held} if isinstance(held, str) else set(held)
 
     async def where(self, namespace: str, user_id: str) -> dict[str, str]:
-        return dict.fromkeys(self._by_user.get((namespace, user_id), ()), self._node)
+        return dict.fromkeys(await self.live_sids(namespace, user_id), self._node)
 
     async def start(self) -> None:
         return None
 
     async def stop(self) -> None:
-        self._by_user.clear()
+        self._by_ns.clear()
 
 
 # KEYS[1] = user hash; ARGV = sid, node, limit, node-key prefix. Prunes dead nodes, then adds if under cap.

@@ -3,7 +3,15 @@
 - `LeanQueue` replaces the per-connection `asyncio.Queue` (`AsyncServer.create_queue`, documented as the
   hook for a queue class). asyncio's queue allocates four deques up front (items, getters, putters and
   its `join` event's waiters), ~3 KB per connection that holds nothing almost all the time; this one
-  keeps a small list and creates a future only while someone actually waits.
+  keeps a small list and creates a future only while someone actually waits. Its `get` returns that
+  future, not a coroutine: Engine.IO's writer waits in `wait_for(queue.get(), …)`, which on Python 3.11
+  wraps a coroutine in a task of its own for as long as the socket is idle (~1.5 KB), a future not.
+- Pings come from one timer per server, not a task per connection: Engine.IO starts a task per
+  connection (`start_background_task`, the server's overridable hook) that sleeps `ping_interval` and
+  then sends a PING (~0.95 KB while it sleeps; even a bare `call_later` handle is ~0.6 KB on uvloop).
+  Here the request becomes an entry in one heap of due pings (~0.13 KB), served by a single timer.
+  Matched by identity on `AsyncSocket._send_ping`: if python-engineio renames it, pings fall back to
+  its own task.
 - `LeanWebSocket` is the aiohttp driver's WebSocket adapter with permessage-deflate refused: a
   compressor and decompressor per socket (zlib's default window) cost hundreds of KB per browser
   connection once the first message is sent, and Socket.IO events are small.
@@ -14,11 +22,21 @@ docs/memory.md has the measurements, and what would need python-engineio itself 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
+import time
 from typing import Any, Generic, TypeVar
 
 import engineio
 from aiohttp.web import WebSocketResponse
+from engineio import packet
 from engineio.async_drivers import aiohttp as eio_aiohttp
+from engineio.async_socket import AsyncSocket
+
+# The coroutine Engine.IO runs as a task per connection to send the next PING (see the module doc).
+_SEND_PING = getattr(AsyncSocket, "_send_ping", None)
+# Pings due within this much of the earliest are sent with it: one wake-up serves many sockets.
+_PING_SLACK_S = 0.25
 
 T = TypeVar("T")
 
@@ -34,7 +52,7 @@ class LeanQueue(Generic[T]):
 
     def __init__(self) -> None:
         self._items: list[T] = []
-        self._getters: list[asyncio.Future[None]] | None = None
+        self._getters: list[asyncio.Future[T]] | None = None
         self._unfinished = 0
         self._joined: asyncio.Future[None] | None = None
 
@@ -45,9 +63,17 @@ class LeanQueue(Generic[T]):
         return not self._items
 
     def put_nowait(self, item: T) -> None:
-        self._items.append(item)
         self._unfinished += 1
-        self._wake_getter()
+        getters = self._getters
+        while getters:
+            getter = getters.pop(0)
+            if not getter.done():  # cancelled getters (timed out) are skipped
+                getter.set_result(item)
+                break
+        else:
+            self._items.append(item)
+        if getters is not None and not getters:
+            self._getters = None
 
     async def put(self, item: T) -> None:
         self.put_nowait(item)
@@ -57,22 +83,19 @@ class LeanQueue(Generic[T]):
             raise asyncio.QueueEmpty
         return self._items.pop(0)
 
-    async def get(self) -> T:
-        while not self._items:
-            getter = asyncio.get_running_loop().create_future()
+    def get(self) -> asyncio.Future[T]:
+        """A future that receives the next item (FIFO among getters). Cancelling it before an item
+        arrives gives up the place; an item is handed to a getter only while it is not cancelled.
+        Engine.IO awaits it only under `wait_for`, which returns a result that arrived as the timeout
+        fired (3.11) or closes the connection (3.12+), so no handed item goes unseen."""
+        getter: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        if self._items and not self._getters:
+            getter.set_result(self._items.pop(0))
+        else:
             if self._getters is None:
                 self._getters = []
             self._getters.append(getter)
-            try:
-                await getter
-            except BaseException:
-                getter.cancel()
-                if self._getters is not None and getter in self._getters:
-                    self._getters.remove(getter)
-                if self._items and not getter.cancelled():
-                    self._wake_getter()  # we were woken, then cancelled: pass the item on
-                raise
-        return self._items.pop(0)
+        return getter
 
     def task_done(self) -> None:
         if self._unfinished <= 0:
@@ -88,16 +111,6 @@ class LeanQueue(Generic[T]):
             if self._joined is None:
                 self._joined = asyncio.get_running_loop().create_future()
             await asyncio.shield(self._joined)
-
-    def _wake_getter(self) -> None:
-        getters = self._getters
-        while getters:
-            getter = getters.pop(0)
-            if not getter.done():
-                getter.set_result(None)
-                break
-        if getters is not None and not getters:
-            self._getters = None
 
 
 class LeanWebSocket(eio_aiohttp.WebSocket):  # type: ignore[misc]
@@ -119,8 +132,47 @@ class LeanEngineServer(engineio.AsyncServer):  # type: ignore[misc]
             # The driver table is shared by every engineio server in the process: replace, don't mutate.
             drivers: dict[str, Any] = getattr(self, "_async")  # noqa: B009 - engineio sets it untyped
             setattr(self, "_async", {**drivers, "websocket": LeanWebSocket})  # noqa: B010
+        self._pings: list[tuple[float, int, AsyncSocket]] = []  # heap of (due, tie-breaker, socket)
+        self._ping_order = itertools.count()
+        self._ping_timer: asyncio.TimerHandle | None = None
 
     def create_queue(self, *args: Any, **kwargs: Any) -> Any:
         if args or kwargs:  # a bounded queue: not what engineio asks for, keep asyncio's
             return super().create_queue(*args, **kwargs)
         return LeanQueue()
+
+    def start_background_task(self, target: Any, *args: Any, **kwargs: Any) -> Any:
+        if _SEND_PING is not None and getattr(target, "__func__", None) is _SEND_PING and not args and not kwargs:
+            self._schedule_ping(target.__self__)
+            return None  # engineio does not keep the ping task
+        return super().start_background_task(target, *args, **kwargs)
+
+    def _schedule_ping(self, sock: AsyncSocket) -> None:
+        loop = asyncio.get_running_loop()
+        due = loop.time() + self.ping_interval
+        heapq.heappush(self._pings, (due, next(self._ping_order), sock))
+        timer = self._ping_timer
+        if timer is None or due < timer.when():
+            if timer is not None:
+                timer.cancel()
+            self._ping_timer = loop.call_at(due, self._pings_due)
+
+    def _pings_due(self) -> None:
+        loop = asyncio.get_running_loop()
+        pings = self._pings
+        horizon = loop.time() + _PING_SLACK_S
+        while pings and pings[0][0] <= horizon:
+            self._ping(heapq.heappop(pings)[2])
+        self._ping_timer = loop.call_at(pings[0][0], self._pings_due) if pings else None
+
+    def _ping(self, sock: AsyncSocket) -> None:
+        """What `AsyncSocket._send_ping` does after its sleep, without a task: a PING to a live socket.
+        Its `send` would check the ping timeout against the `last_ping` just set, which cannot fail."""
+        if sock.closing or sock.closed:
+            return
+        sock.last_ping = time.time()
+        ping = packet.Packet(packet.PING)
+        if isinstance(sock.queue, LeanQueue):
+            sock.queue.put_nowait(ping)
+        else:
+            super().start_background_task(sock.send, ping)

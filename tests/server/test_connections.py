@@ -14,6 +14,7 @@ async def test_caps_counts_and_removal_across_one_and_many() -> None:
     assert await reg.add("/chat", "u", "s2", 2)
     assert not await reg.add("/chat", "u", "s3", 2)  # at the cap
     assert await reg.live_sids("/chat", "u") == {"s1", "s2"}
+    assert await reg.where("/chat", "u") == {"s1": "local", "s2": "local"}
     assert await reg.count("/presence", "u") == 0  # per namespace
     await reg.remove("/chat", "u", "s1")
     assert await reg.live_sids("/chat", "u") == {"s2"}

@@ -9,6 +9,7 @@ import json
 import aiohttp
 import pytest
 
+from server.app import SIO
 from server.eio import LeanEngineServer, LeanQueue
 from tests.support.clients import token_for
 
@@ -26,7 +27,7 @@ async def test_fifo_and_nowait() -> None:
 
 async def test_get_waits_for_a_put() -> None:
     q: LeanQueue[str] = LeanQueue()
-    getter = asyncio.create_task(q.get())
+    getter = q.get()
     await asyncio.sleep(0)
     assert not getter.done()
     q.put_nowait("x")
@@ -35,22 +36,34 @@ async def test_get_waits_for_a_put() -> None:
 
 async def test_getters_are_served_in_order() -> None:
     q: LeanQueue[int] = LeanQueue()
-    first, second = asyncio.create_task(q.get()), asyncio.create_task(q.get())
+    first, second = q.get(), q.get()
     await asyncio.sleep(0)
     q.put_nowait(1)
     q.put_nowait(2)
     assert (await first, await second) == (1, 2)
 
 
-async def test_a_woken_getter_cancelled_passes_the_item_on() -> None:
+async def test_a_getter_that_gave_up_is_skipped() -> None:
     q: LeanQueue[int] = LeanQueue()
-    first, second = asyncio.create_task(q.get()), asyncio.create_task(q.get())
-    await asyncio.sleep(0)
-    q.put_nowait(7)  # wakes `first`...
-    first.cancel()  # ...which is cancelled before it runs
+    first, second = q.get(), q.get()
+    first.cancel()  # e.g. its wait_for timed out
+    q.put_nowait(7)
     assert await second == 7
-    with pytest.raises(asyncio.CancelledError):
-        await first
+    assert first.cancelled()
+    assert q.empty()
+
+
+async def test_get_is_a_future_so_wait_for_wraps_no_task() -> None:
+    # Engine.IO's writer idles in wait_for(queue.get(), ...): a coroutine there would be a task per socket.
+    q: LeanQueue[int] = LeanQueue()
+    probe = q.get()
+    assert isinstance(probe, asyncio.Future)
+    probe.cancel()
+    waiting = asyncio.ensure_future(asyncio.wait_for(q.get(), 5))
+    await asyncio.sleep(0)
+    assert len(asyncio.all_tasks()) == 2  # this test and the wait_for: no task around the get
+    q.put_nowait(4)
+    assert await waiting == 4
 
 
 async def test_wait_for_timeout_loses_nothing() -> None:
@@ -76,6 +89,19 @@ async def test_join_waits_for_task_done() -> None:
     await joiner
     with pytest.raises(ValueError):
         q.task_done()
+
+
+async def test_a_result_that_arrives_as_wait_for_times_out_is_not_lost() -> None:
+    q: LeanQueue[int] = LeanQueue()
+    for i in range(50):
+        waiting = asyncio.ensure_future(asyncio.wait_for(q.get(), 0))
+        q.put_nowait(i)
+        try:
+            got = await waiting
+        except TimeoutError:
+            got = q.get_nowait()  # the getter gave up first: the item stayed queued
+        assert got == i
+    assert q.empty()
 
 
 def test_the_server_uses_the_lean_queue_only_when_unbounded() -> None:
@@ -106,6 +132,25 @@ async def test_deflate_is_refused_and_the_socket_works(app_server) -> None:
             if text.startswith("43/chat,2"):
                 break
         assert json.loads(text[len("43/chat,2"):])[0]["error"]["code"] == "invalid_payload"
+    finally:
+        await ws.close()
+        await http.close()
+
+
+async def test_pings_are_timers_not_tasks(app_server) -> None:
+    eio = app_server.app[SIO].eio
+    eio.ping_interval = 0.2
+    http, ws = await _connect_ws(app_server.url, token_for(app_server.settings, "pinged"), compress=0)
+    try:
+        pings = 0
+        while pings < 3:  # a ping every interval, each answered: the next one is scheduled on the pong
+            text = await asyncio.wait_for(ws.receive_str(), 5)
+            if text == "2":
+                pings += 1
+                await ws.send_str("3")
+                await asyncio.sleep(0.05)  # the pong has scheduled the next ping, due in 0.2 s
+                assert not [t for t in asyncio.all_tasks() if "_send_ping" in repr(t.get_coro())]
+        assert eio.sockets  # still connected
     finally:
         await ws.close()
         await http.close()
