@@ -145,7 +145,8 @@ class Result:
 
 # -- chat -------------------------------------------------------------------------------------------
 async def chat_phase(urls: list[str], meter: Meter, pairs: int, window: int, seconds: float,
-                     warmup: float = 2.0) -> Result:
+                     rate: float = 0.0, warmup: float = 2.0) -> Result:
+    """Closed loops (`rate` 0: as fast as acks come back), or paced at `rate` sends/s in all."""
     run = uuid.uuid4().hex[:6]
     n = len(urls)
     measuring = False
@@ -171,15 +172,23 @@ async def chat_phase(urls: list[str], meter: Meter, pairs: int, window: int, sec
             clients += [(ca, b), (cb, a)]
         stop = asyncio.Event()
 
-        async def loop(client: RawClient, to: str) -> None:
+        loops = len(clients) * window
+        interval = loops / rate if rate > 0 else 0.0
+
+        async def loop(client: RawClient, to: str, offset: float) -> None:
+            next_at = time.monotonic() + offset
             while not stop.is_set():
+                if interval:  # paced: one send per interval, spread over the loops, never bursting to catch up
+                    next_at = max(next_at + interval, time.monotonic())
+                    await asyncio.sleep(next_at - time.monotonic())
                 ack = await client.call("message:send", {"to": to, "client_id": uuid.uuid4().hex,
                                                           "text": repr(time.monotonic())})
                 if measuring and not ack.get("ok"):
                     code = str(ack.get("error", {}).get("code"))
                     errors[code] = errors.get(code, 0) + 1
 
-        tasks = [asyncio.create_task(loop(c, to)) for c, to in clients for _ in range(window)]
+        tasks = [asyncio.create_task(loop(c, to, interval * k / loops))
+                 for k, (c, to) in enumerate((c, to) for c, to in clients for _ in range(window))]
         await asyncio.sleep(warmup)
         measuring = True
         meter.begin()
@@ -298,10 +307,13 @@ def _verdict(what: str, results: dict[int, Result], key: Callable[[Result], floa
     return f"{what}: worst {worst:.2f}x the 1-node figure (target <= {1 + limit:.2f}x): {ok}"
 
 
-def _figures(chat: dict[int, Result], presence: dict[int, Result]) -> list[Figure]:
+def _figures(paced: dict[int, Result], chat: dict[int, Result], presence: dict[int, Result]) -> list[Figure]:
     """Per node count, CPU per 1,000 delivered messages against the smallest node count of the run."""
     figures = []
-    for what, results in (("cross-node chat", chat), ("presence fan-out", presence)):
+    for what, results in (("cross-node chat, paced", paced), ("cross-node chat, max rate", chat),
+                          ("presence fan-out", presence)):
+        if not results:
+            continue
         first = min(results)
         base = results[first]
         ref = f"{first} node(s), same run"
@@ -322,9 +334,11 @@ def main() -> int:
     parser.add_argument("--nodes", default="1,2,3")
     parser.add_argument("--pairs", type=int, default=10, help="user pairs per node (the load grows with the nodes)")
     parser.add_argument("--window", type=int, default=2)
+    parser.add_argument("--rate", type=float, default=250.0,
+                        help="paced chat: sends/s per node (the CPU comparison); 0 skips the paced phase")
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--watchers", type=int, default=300)
-    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=300)
     parser.add_argument("--idle-seconds", type=float, default=5.0,
                         help="CPU of the idle cluster, measured first and taken off the figures")
     parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
@@ -336,19 +350,26 @@ def main() -> int:
     redis_server = RedisServer()
     rc = redis.Redis.from_url(redis_server.url)
     chat: dict[int, Result] = {}
+    paced: dict[int, Result] = {}
     presence: dict[int, Result] = {}
     try:
-        print(f"nodes={args.nodes} pairs={args.pairs} window={args.window} seconds={args.seconds} "
-              f"watchers={args.watchers} rounds={args.rounds} cpus={os.cpu_count()}", flush=True)
+        print(f"nodes={args.nodes} pairs={args.pairs} window={args.window} rate={args.rate:g}/node "
+              f"seconds={args.seconds} watchers={args.watchers} rounds={args.rounds} cpus={os.cpu_count()}", flush=True)
         for n in counts:
             with _cluster(n, store.url, redis_server.url) as nodes:
                 urls = [node.url for node in nodes]
                 idle = asyncio.run(measure_idle(nodes, rc, args.idle_seconds))
                 print(f"idle, {n} node(s): server {', '.join(f'{c * 100:.1f}%' for c in idle.nodes)} of a core, "
                       f"Redis {idle.redis * 100:.1f}% (taken off the figures below)", flush=True)
+                if args.rate > 0:
+                    paced[n] = asyncio.run(chat_phase(urls, Meter(nodes, rc), args.pairs * n, args.window,
+                                                      args.seconds, rate=args.rate * n))
+                    paced[n].idle = idle
+                    print(_line(f"chat paced, {n} node(s)", paced[n],
+                                paced.get(counts[0]) if n != counts[0] else None), flush=True)
                 chat[n] = asyncio.run(chat_phase(urls, Meter(nodes, rc), args.pairs * n, args.window, args.seconds))
                 chat[n].idle = idle
-                print(_line(f"chat, {n} node(s)", chat[n], chat.get(counts[0]) if n != counts[0] else None),
+                print(_line(f"chat max, {n} node(s)", chat[n], chat.get(counts[0]) if n != counts[0] else None),
                       flush=True)
                 presence[n] = asyncio.run(presence_phase(urls, Meter(nodes, rc), args.watchers, args.rounds))
                 presence[n].idle = idle
@@ -360,7 +381,9 @@ def main() -> int:
         store.stop()
     if len(counts) > 1:
         print()
-        for what, results in (("chat", chat), ("presence", presence)):
+        for what, results in (("chat paced", paced), ("chat max", chat), ("presence", presence)):
+            if not results:
+                continue
             print(_verdict(f"{what} server CPU per message", results, lambda r: r.server_per_1000, 0.15))
             print(_verdict(f"{what} Redis CPU per message", results, lambda r: r.redis_per_1000, 0.15))
     if args.json:
@@ -369,8 +392,8 @@ def main() -> int:
                                      "server_cpu_per_1000_with_idle": r.server_gross_per_1000,
                                      "node_cpu_per_1000": [r.per_1000(c) for c in r.node_net]}
                                  for n, r in results.items()}
-                          for what, results in (("chat", chat), ("presence", presence))}))
-    emit("bench_scale", _figures(chat, presence), doc="docs/scaling.md")
+                          for what, results in (("chat_paced", paced), ("chat", chat), ("presence", presence))}))
+    emit("bench_scale", _figures(paced, chat, presence), doc="docs/scaling.md")
     return 0
 
 
