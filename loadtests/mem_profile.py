@@ -134,6 +134,13 @@ async def _run(url: str, pid: int, out: str, args: argparse.Namespace) -> None:
     print(f"\ntop {args.top} allocation sites (KB per connection, blocks per connection):")
     for site, size in sorted(sites.items(), key=lambda kv: -kv[1])[: args.top]:
         print(f"  {size / n / 1024:7.2f}  {counts[site] / n:6.1f}  {site}")
+    for wanted in args.trace:
+        print(f"\nlargest tracebacks allocating at {wanted} (outermost frame first, KB per connection):")
+        found = sorted((d for d in diffs if _site(d.traceback)[0] == wanted), key=lambda d: -d.size_diff)
+        for d in found[:3]:
+            print(f"  {d.size_diff / n / 1024:.2f} KB, {d.count_diff / n:.1f} blocks:")
+            for line in d.traceback.format(most_recent_first=False)[-24:]:
+                print(f"    {line}")
 
 
 def main() -> None:
@@ -144,6 +151,8 @@ def main() -> None:
     parser.add_argument("--bare", action="store_true", help="profile the bare python-socketio server")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--frames", type=int, default=40)
+    parser.add_argument("--trace", action="append", default=[], metavar="SITE",
+                        help="also print the full tracebacks of one allocation site, e.g. engineio/json.py:16")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:

@@ -12,6 +12,10 @@
   Here the request becomes an entry in one heap of due pings (~0.13 KB), served by a single timer.
   Matched by identity on `AsyncSocket._send_ping`: if python-engineio renames it, pings fall back to
   its own task.
+- `LeanEnviron` is the WSGI environ engineio builds per request (`translate_request` in the same driver
+  table), holding only what varies per request: engineio's copies every header into an `HTTP_*` key
+  and ten constants besides, and a WebSocket's environ lives as long as the socket. Here `HTTP_*`
+  entries are read from the aiohttp request's own headers when asked, constants from one shared table.
 - `LeanWebSocket` is the aiohttp driver's WebSocket adapter with permessage-deflate refused: a
   compressor and decompressor per socket (zlib's default window) cost hundreds of KB per browser
   connection once the first message is sent, and Socket.IO events are small.
@@ -24,7 +28,9 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import sys
 import time
+from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
 import engineio
@@ -113,6 +119,61 @@ class LeanQueue(Generic[T]):
             await asyncio.shield(self._joined)
 
 
+# What engineio's aiohttp driver puts in every environ whatever the request.
+_CONSTANTS: dict[str, Any] = {
+    "wsgi.errors": sys.stderr, "wsgi.version": (1, 0), "wsgi.async": True, "wsgi.multithread": False,
+    "wsgi.multiprocess": False, "wsgi.run_once": False, "SERVER_SOFTWARE": "aiohttp", "SERVER_NAME": "aiohttp",
+    "SERVER_PORT": "0", "REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "0", "SCRIPT_NAME": "",
+}
+_ABSENT = object()
+
+
+class LeanEnviron(dict[str, Any]):
+    """A WSGI environ that stores only its per-request entries. `HTTP_<NAME>` is the request's header
+    NAME (`_` read as `-`, repeated headers joined by commas, as engineio's driver joins them) and the
+    constants come from `_CONSTANTS`; `[]`, `get` and `in` see them, iteration and `len` do not
+    (nothing in engineio or python-socketio iterates an environ)."""
+
+    __slots__ = ("_headers",)
+
+    def __init__(self, environ: Mapping[str, Any], headers: Any) -> None:
+        super().__init__((k, v) for k, v in environ.items()
+                         if not k.startswith("HTTP_") and not (k in _CONSTANTS and _CONSTANTS[k] == v))
+        self._headers = headers
+
+    def _derived(self, key: object) -> Any:
+        if not isinstance(key, str):
+            return _ABSENT
+        if key.startswith("HTTP_"):
+            values = self._headers.getall(key[5:].replace("_", "-"), None)
+            return ",".join(values) if values else _ABSENT
+        return _CONSTANTS.get(key, _ABSENT)
+
+    def __missing__(self, key: str) -> Any:
+        value = self._derived(key)
+        if value is _ABSENT:
+            raise KeyError(key)
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if dict.__contains__(self, key):
+            return dict.__getitem__(self, key)
+        value = self._derived(key)
+        return default if value is _ABSENT else value
+
+    def __contains__(self, key: object) -> bool:
+        return dict.__contains__(self, key) or self._derived(key) is not _ABSENT
+
+
+def lean_translate(translate: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """Wrap the driver's `translate_request(request)` to return a `LeanEnviron`."""
+
+    def translate_lean(request: Any) -> dict[str, Any]:
+        return LeanEnviron(translate(request), request.headers)
+
+    return translate_lean
+
+
 class LeanWebSocket(eio_aiohttp.WebSocket):  # type: ignore[misc]
     """engineio's aiohttp WebSocket adapter, with permessage-deflate refused (see the module doc)."""
 
@@ -131,7 +192,8 @@ class LeanEngineServer(engineio.AsyncServer):  # type: ignore[misc]
         if self.async_mode == "aiohttp":
             # The driver table is shared by every engineio server in the process: replace, don't mutate.
             drivers: dict[str, Any] = getattr(self, "_async")  # noqa: B009 - engineio sets it untyped
-            setattr(self, "_async", {**drivers, "websocket": LeanWebSocket})  # noqa: B010
+            setattr(self, "_async", {**drivers, "websocket": LeanWebSocket,  # noqa: B010
+                                     "translate_request": lean_translate(drivers["translate_request"])})
         self._pings: list[tuple[float, int, AsyncSocket]] = []  # heap of (due, tie-breaker, socket)
         self._ping_order = itertools.count()
         self._ping_timer: asyncio.TimerHandle | None = None

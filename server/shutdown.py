@@ -20,8 +20,7 @@ import asyncio
 import contextlib
 import os
 import threading
-from collections.abc import Awaitable, Callable
-from functools import partial
+from collections.abc import Callable
 from typing import Any
 
 import socketio
@@ -54,29 +53,17 @@ class SocketRequests:
         self._ended: asyncio.Event | None = None
 
     @web.middleware
-    def middleware(self, request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if not request.path.startswith(self._path):
-            return handler(request)
+            return await handler(request)
         key = id(request)
         self._active[key] = request
-        task = request.task
-        if task is not None and request.headers.get("Upgrade", "").lower() == "websocket":
-            # A WebSocket is the connection's last request: its end is the connection task's end.
-            # Handed on, not awaited, so no frame of ours lives as long as the socket (docs/memory.md).
-            task.add_done_callback(partial(self._end, key))
-            return handler(request)
-        return self._tracked(key, request, handler)
-
-    async def _tracked(self, key: int, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             return await handler(request)
         finally:
-            self._end(key)
-
-    def _end(self, key: int, _task: object = None) -> None:
-        self._active.pop(key, None)
-        if self._ended is not None:
-            self._ended.set()
+            self._active.pop(key, None)
+            if self._ended is not None:
+                self._ended.set()
 
     def __len__(self) -> int:
         return len(self._active)

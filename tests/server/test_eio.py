@@ -166,3 +166,37 @@ async def test_long_polling_still_works(app_server) -> None:
             assert resp.status == 200
         async with http.get(f"{base}&sid={sid}") as resp:
             assert (await resp.text()).startswith("40/chat,")
+
+
+def test_the_lean_environ_reads_headers_and_constants_on_demand() -> None:
+    from multidict import CIMultiDict, CIMultiDictProxy
+
+    from server.eio import LeanEnviron
+
+    headers = CIMultiDictProxy(CIMultiDict([("Origin", "https://a.example"), ("X-Forwarded-For", "1.2.3.4"),
+                                            ("X-Forwarded-For", "5.6.7.8"), ("Content-Type", "text/plain")]))
+    full = {"REQUEST_METHOD": "GET", "QUERY_STRING": "EIO=4", "wsgi.run_once": False, "SERVER_PORT": "0",
+            "HTTP_ORIGIN": "https://a.example", "HTTP_X_FORWARDED_FOR": "1.2.3.4,5.6.7.8",
+            "CONTENT_TYPE": "text/plain", "aiohttp.request": object()}
+    env = LeanEnviron(full, headers)
+    assert set(env) == {"REQUEST_METHOD", "QUERY_STRING", "CONTENT_TYPE", "aiohttp.request"}  # stored
+    for key, value in full.items():  # every entry engineio's driver made reads the same
+        assert env[key] == value and env.get(key) == value and key in env
+    assert env["HTTP_X_FORWARDED_FOR"] == "1.2.3.4,5.6.7.8"  # repeated headers joined as the driver joins them
+    assert "HTTP_COOKIE" not in env and env.get("HTTP_COOKIE", "none") == "none"
+    with pytest.raises(KeyError):
+        env["HTTP_COOKIE"]
+    env["wsgi.input"] = "body"  # set entries are stored as in a dict
+    assert env["wsgi.input"] == "body"
+
+
+async def test_the_app_sees_headers_through_the_lean_environ(app_server) -> None:
+    # The connect handler reads the token from the Authorization header when the auth payload has none.
+    token = token_for(app_server.settings, "header-auth")
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(f"{app_server.url}/socket.io/?EIO=4&transport=websocket",
+                                   headers={"Authorization": f"Bearer {token}"})
+        assert (await ws.receive_str()).startswith("0")
+        await ws.send_str("40/chat,")
+        assert (await ws.receive_str()).startswith("40/chat,{\"sid\"")
+        await ws.close()
