@@ -228,13 +228,9 @@ class LeanEngineServer(engineio.AsyncServer):  # type: ignore[misc]
         self._ping_timer = loop.call_at(pings[0][0], self._pings_due) if pings else None
 
     def _ping(self, sock: AsyncSocket) -> None:
-        """What `AsyncSocket._send_ping` does after its sleep, without a task: a PING to a live socket.
-        Its `send` would check the ping timeout against the `last_ping` just set, which cannot fail."""
+        """What `AsyncSocket._send_ping` does after its sleep: mark the ping, send it to a live socket.
+        The send is a short task of its own, through the socket's own `send` (its queue or transport)."""
         if sock.closing or sock.closed:
             return
         sock.last_ping = time.time()
-        ping = packet.Packet(packet.PING)
-        if isinstance(sock.queue, LeanQueue):
-            sock.queue.put_nowait(ping)
-        else:
-            super().start_background_task(sock.send, ping)
+        super().start_background_task(sock.send, packet.Packet(packet.PING))
