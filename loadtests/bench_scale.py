@@ -262,6 +262,76 @@ async def presence_phase(urls: list[str], meter: Meter, watchers: int, rounds: i
     return Result(delivered, elapsed, latencies, meter.node_cpu, meter.redis_cpu, {})
 
 
+async def presence_paced_phase(urls: list[str], meter: Meter, watchers: int, rate: float, seconds: float,
+                               warmup: float = 2.0) -> Result:
+    """One target per node, each changing status `rate` times a second; every watcher (spread over the
+    nodes) watches every target. Each node then publishes `rate` changes/s and delivers `rate` x
+    watchers updates/s whatever the node count: the same load per node at every N."""
+    run = uuid.uuid4().hex[:6]
+    n = len(urls)
+    targets = [f"{run}t{k}" for k in range(n)]
+    sent: dict[str, float] = {}
+    delivered = 0
+    measuring = False
+    latencies: list[float] = []
+
+    def on_event(event: str, data: Any, at: float) -> None:
+        nonlocal delivered
+        if event == "presence:update" and measuring and data.get("user") in sent:
+            delivered += 1
+            latencies.append(at - sent[data["user"]])
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        clients: list[RawClient] = []
+        for k, url in enumerate(urls):
+            users = [f"{run}w{j}" for j in range(k, watchers, n)]
+            clients += await open_many(session, url, "/presence", [{"token": token(u)} for u in users])
+        sem = asyncio.Semaphore(50)
+
+        async def subscribe(c: RawClient) -> None:
+            async with sem:
+                ack = await c.call("presence:subscribe", {"users": targets})
+                assert ack["ok"], ack
+
+        await asyncio.gather(*(subscribe(c) for c in clients))
+        for c in clients:
+            c.on_event = on_event
+        owners = [RawClient(session, urls[k], "/presence") for k in range(n)]
+        for owner, user in zip(owners, targets, strict=True):
+            await owner.open({"token": token(user)})
+        stop = asyncio.Event()
+
+        async def changes(owner: RawClient, user: str, offset: float) -> None:
+            interval = 1.0 / rate
+            next_at = time.monotonic() + offset
+            flip = 0
+            while not stop.is_set():
+                next_at = max(next_at + interval, time.monotonic())
+                await asyncio.sleep(next_at - time.monotonic())
+                flip += 1
+                sent[user] = time.monotonic()
+                ack = await owner.call("presence:set", {"status": "away" if flip % 2 else "online"})
+                assert ack["ok"], ack
+
+        tasks = [asyncio.create_task(changes(o, u, k / (rate * n))) for k, (o, u) in enumerate(zip(owners, targets,
+                                                                                                strict=True))]
+        try:
+            await asyncio.sleep(warmup)
+            measuring = True
+            meter.begin()
+            started = time.monotonic()
+            await asyncio.sleep(seconds)
+            meter.end()
+            elapsed = time.monotonic() - started
+            measuring = False
+        finally:
+            stop.set()
+            await asyncio.wait(tasks, timeout=30)
+            for c in [*owners, *clients]:
+                await c.close()
+    return Result(delivered, elapsed, latencies, meter.node_cpu, meter.redis_cpu, {})
+
+
 # -- driver -----------------------------------------------------------------------------------------
 def _node_env(store_url: str, redis_url: str, tag: str) -> dict[str, str]:
     return {
@@ -307,11 +377,12 @@ def _verdict(what: str, results: dict[int, Result], key: Callable[[Result], floa
     return f"{what}: worst {worst:.2f}x the 1-node figure (target <= {1 + limit:.2f}x): {ok}"
 
 
-def _figures(paced: dict[int, Result], chat: dict[int, Result], presence: dict[int, Result]) -> list[Figure]:
+def _figures(paced: dict[int, Result], chat: dict[int, Result], presence_paced: dict[int, Result],
+             presence: dict[int, Result]) -> list[Figure]:
     """Per node count, CPU per 1,000 delivered messages against the smallest node count of the run."""
     figures = []
     for what, results in (("cross-node chat, paced", paced), ("cross-node chat, max rate", chat),
-                          ("presence fan-out", presence)):
+                          ("presence fan-out, paced", presence_paced), ("presence fan-out, rounds", presence)):
         if not results:
             continue
         first = min(results)
@@ -339,6 +410,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--watchers", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=300)
+    parser.add_argument("--presence-rate", type=float, default=10.0,
+                        help="paced presence: status changes/s of each node's target; 0 skips the phase")
     parser.add_argument("--idle-seconds", type=float, default=5.0,
                         help="CPU of the idle cluster, measured first and taken off the figures")
     parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
@@ -352,6 +425,7 @@ def main() -> int:
     chat: dict[int, Result] = {}
     paced: dict[int, Result] = {}
     presence: dict[int, Result] = {}
+    presence_paced: dict[int, Result] = {}
     try:
         print(f"nodes={args.nodes} pairs={args.pairs} window={args.window} rate={args.rate:g}/node "
               f"seconds={args.seconds} watchers={args.watchers} rounds={args.rounds} cpus={os.cpu_count()}", flush=True)
@@ -371,6 +445,12 @@ def main() -> int:
                 chat[n].idle = idle
                 print(_line(f"chat max, {n} node(s)", chat[n], chat.get(counts[0]) if n != counts[0] else None),
                       flush=True)
+                if args.presence_rate > 0:
+                    presence_paced[n] = asyncio.run(presence_paced_phase(urls, Meter(nodes, rc), args.watchers,
+                                                                         args.presence_rate, args.seconds))
+                    presence_paced[n].idle = idle
+                    print(_line(f"presence paced, {n} node(s)", presence_paced[n],
+                                presence_paced.get(counts[0]) if n != counts[0] else None), flush=True)
                 presence[n] = asyncio.run(presence_phase(urls, Meter(nodes, rc), args.watchers, args.rounds))
                 presence[n].idle = idle
                 print(_line(f"presence, {n} node(s)", presence[n],
@@ -381,7 +461,8 @@ def main() -> int:
         store.stop()
     if len(counts) > 1:
         print()
-        for what, results in (("chat paced", paced), ("chat max", chat), ("presence", presence)):
+        for what, results in (("chat paced", paced), ("chat max", chat), ("presence paced", presence_paced),
+                              ("presence rounds", presence)):
             if not results:
                 continue
             print(_verdict(f"{what} server CPU per message", results, lambda r: r.server_per_1000, 0.15))
@@ -392,8 +473,9 @@ def main() -> int:
                                      "server_cpu_per_1000_with_idle": r.server_gross_per_1000,
                                      "node_cpu_per_1000": [r.per_1000(c) for c in r.node_net]}
                                  for n, r in results.items()}
-                          for what, results in (("chat_paced", paced), ("chat", chat), ("presence", presence))}))
-    emit("bench_scale", _figures(paced, chat, presence), doc="docs/scaling.md")
+                          for what, results in (("chat_paced", paced), ("chat", chat),
+                                                ("presence_paced", presence_paced), ("presence", presence))}))
+    emit("bench_scale", _figures(paced, chat, presence_paced, presence), doc="docs/scaling.md")
     return 0
 
 
