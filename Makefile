@@ -1,6 +1,6 @@
 # Two commands: `make run` and `make test`. Both set everything up on a fresh machine (Python 3.11+).
 PY ?= python3
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 

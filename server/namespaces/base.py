@@ -43,7 +43,7 @@ class Caller:
 
 def payload_size(data: Any) -> int:
     """Encoded JSON size in bytes; binary or non-JSON values are refused as invalid payloads, and so
-    are strings that are not valid Unicode (a lone surrogate such as "\ud800" is valid JSON but
+    are strings that are not valid Unicode (a lone surrogate such as "\\ud800" is valid JSON but
     cannot be stored: it would fail the store write of everything batched with it)."""
     if data is None:
         return 0
