@@ -2,7 +2,7 @@
 CPU each node and Redis spend per 1,000 delivered messages.
 
     .venv/bin/python -m loadtests.bench_scale [--nodes 1,2,3] [--pairs 10] [--window 2] [--seconds 8]
-        [--watchers 300] [--rounds 40]
+        [--rate 250] [--watchers 300] [--presence-rate 10] [--rounds 300]
 
 Starts everything on free loopback ports and stops it at the end: a private redis-server, a private
 in-memory embedded store (SecantusDB) shared by the nodes, and for each node count N, N `python -m
@@ -13,11 +13,13 @@ are raw Engine.IO WebSockets (`loadtests._common_presence`) in this process.
 - chat: `--pairs` user pairs per node (N x pairs in all, so each node carries the same load whatever
   N: a node's CPU per message depends on how many sends it batches per store write and per wake-up),
   each pair's two users on different nodes whenever N > 1 (user a_i on node i mod N, b_i on node
-  (i+1) mod N), both sending in closed loops with `--window` sends in flight for `--seconds` after a
-  warm-up; delivered = `message:new` arrivals at the recipients;
-- presence: `--watchers` users spread over the N nodes watch one target on node 0, which alternates
-  away/online `--rounds` times; delivered = `presence:update` arrivals (each change reaches every
-  watcher before the next).
+  (i+1) mod N), sending with `--window` sends in flight for `--seconds` after a warm-up: paced at
+  `--rate` sends/s per node, then in closed loops (max rate); delivered = `message:new` arrivals;
+- presence, paced: one target per node changing status `--presence-rate` times a second, every
+  watcher watching all of them (the same fan-out load per node whatever N);
+- presence, rounds: `--watchers` users spread over the N nodes watch one target on node 0, which
+  alternates away/online `--rounds` times; delivered = `presence:update` arrivals (each change
+  reaches every watcher before the next).
 
 For each: delivered messages/s, p50/p99 from the send (or the status change) to the arrival, server
 CPU-seconds per 1,000 delivered messages (utime+stime from /proc/<pid>/stat, summed over the nodes
@@ -37,7 +39,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,6 +145,17 @@ class Result:
         return self.per_1000(max(0.0, self.redis_cpu - idle * self.seconds))
 
 
+async def _paced(interval: float, offset: float, stop: asyncio.Event) -> AsyncIterator[None]:
+    """One turn per `interval` (the first `offset` later), never bursting to catch up, until `stop`;
+    with `interval` 0, turns as fast as the caller takes them (a closed loop)."""
+    next_at = time.monotonic() + offset
+    while not stop.is_set():
+        if interval:
+            next_at = max(next_at + interval, time.monotonic())
+            await asyncio.sleep(next_at - time.monotonic())
+        yield
+
+
 # -- chat -------------------------------------------------------------------------------------------
 async def chat_phase(urls: list[str], meter: Meter, pairs: int, window: int, seconds: float,
                      rate: float = 0.0, warmup: float = 2.0) -> Result:
@@ -176,11 +189,7 @@ async def chat_phase(urls: list[str], meter: Meter, pairs: int, window: int, sec
         interval = loops / rate if rate > 0 else 0.0
 
         async def loop(client: RawClient, to: str, offset: float) -> None:
-            next_at = time.monotonic() + offset
-            while not stop.is_set():
-                if interval:  # paced: one send per interval, spread over the loops, never bursting to catch up
-                    next_at = max(next_at + interval, time.monotonic())
-                    await asyncio.sleep(next_at - time.monotonic())
+            async for _ in _paced(interval, offset, stop):
                 ack = await client.call("message:send", {"to": to, "client_id": uuid.uuid4().hex,
                                                           "text": repr(time.monotonic())})
                 if measuring and not ack.get("ok"):
@@ -205,23 +214,29 @@ async def chat_phase(urls: list[str], meter: Meter, pairs: int, window: int, sec
 
 
 # -- presence fan-out -------------------------------------------------------------------------------
+async def _watchers(session: aiohttp.ClientSession, urls: list[str], run: str, watchers: int,
+                    targets: list[str]) -> list[RawClient]:
+    """`watchers` presence clients spread over the nodes, each subscribed to every target."""
+    clients: list[RawClient] = []
+    for k, url in enumerate(urls):
+        users = [f"{run}w{j}" for j in range(k, watchers, len(urls))]
+        clients += await open_many(session, url, "/presence", [{"token": token(u)} for u in users])
+    sem = asyncio.Semaphore(50)
+
+    async def subscribe(c: RawClient) -> None:
+        async with sem:
+            ack = await c.call("presence:subscribe", {"users": targets})
+            assert ack["ok"], ack
+
+    await asyncio.gather(*(subscribe(c) for c in clients))
+    return clients
+
+
 async def presence_phase(urls: list[str], meter: Meter, watchers: int, rounds: int, warmup: int = 3) -> Result:
     run = uuid.uuid4().hex[:6]
     target_user = f"{run}target"
-    n = len(urls)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        clients: list[RawClient] = []
-        for k, url in enumerate(urls):
-            users = [f"{run}w{j}" for j in range(k, watchers, n)]
-            clients += await open_many(session, url, "/presence", [{"token": token(u)} for u in users])
-        sem = asyncio.Semaphore(50)
-
-        async def subscribe(c: RawClient) -> None:
-            async with sem:
-                ack = await c.call("presence:subscribe", {"users": [target_user]})
-                assert ack["ok"], ack
-
-        await asyncio.gather(*(subscribe(c) for c in clients))
+        clients = await _watchers(session, urls, run, watchers, [target_user])
         target = RawClient(session, urls[0], "/presence")
         latencies: list[float] = []
         delivered = 0
@@ -282,18 +297,7 @@ async def presence_paced_phase(urls: list[str], meter: Meter, watchers: int, rat
             latencies.append(at - sent[data["user"]])
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        clients: list[RawClient] = []
-        for k, url in enumerate(urls):
-            users = [f"{run}w{j}" for j in range(k, watchers, n)]
-            clients += await open_many(session, url, "/presence", [{"token": token(u)} for u in users])
-        sem = asyncio.Semaphore(50)
-
-        async def subscribe(c: RawClient) -> None:
-            async with sem:
-                ack = await c.call("presence:subscribe", {"users": targets})
-                assert ack["ok"], ack
-
-        await asyncio.gather(*(subscribe(c) for c in clients))
+        clients = await _watchers(session, urls, run, watchers, targets)
         for c in clients:
             c.on_event = on_event
         owners = [RawClient(session, urls[k], "/presence") for k in range(n)]
@@ -302,12 +306,8 @@ async def presence_paced_phase(urls: list[str], meter: Meter, watchers: int, rat
         stop = asyncio.Event()
 
         async def changes(owner: RawClient, user: str, offset: float) -> None:
-            interval = 1.0 / rate
-            next_at = time.monotonic() + offset
             flip = 0
-            while not stop.is_set():
-                next_at = max(next_at + interval, time.monotonic())
-                await asyncio.sleep(next_at - time.monotonic())
+            async for _ in _paced(1.0 / rate, offset, stop):
                 flip += 1
                 sent[user] = time.monotonic()
                 ack = await owner.call("presence:set", {"status": "away" if flip % 2 else "online"})

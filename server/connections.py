@@ -27,6 +27,11 @@ class ConnectionRegistry(Protocol):
     async def stop(self) -> None: ...
 
 
+def _size(held: str | set[str] | tuple[()]) -> int:
+    """How many sids a `LocalConnections` entry holds (a lone sid is kept as the string itself)."""
+    return 1 if isinstance(held, str) else len(held)
+
+
 class LocalConnections:
     """One process's registry. A user's only socket in a namespace is held as its sid, a set only from
     the second device: most users have one device, and an empty set costs ~200 bytes (docs/memory.md)."""
@@ -40,15 +45,15 @@ class LocalConnections:
 
     async def add(self, namespace: str, user_id: str, sid: str, limit: int) -> bool:
         users = self._by_ns.setdefault(namespace, {})
-        held = users.get(user_id)
-        if (0 if held is None else 1 if isinstance(held, str) else len(held)) >= limit:
+        held = users.get(user_id, ())
+        if _size(held) >= limit:
             return False
-        if held is None:
+        if not held:
             users[user_id] = sid
-            return True
-        sids = {held} if isinstance(held, str) else held
-        sids.add(sid)
-        users[user_id] = sids
+        elif isinstance(held, str):
+            users[user_id] = {held, sid}
+        else:
+            held.add(sid)
         return True
 
     async def remove(self, namespace: str, user_id: str, sid: str) -> None:
@@ -67,8 +72,7 @@ class LocalConnections:
             del users[user_id]
 
     async def count(self, namespace: str, user_id: str) -> int:
-        held = self._sids(namespace, user_id)
-        return 1 if isinstance(held, str) else len(held)
+        return _size(self._sids(namespace, user_id))
 
     async def live_sids(self, namespace: str, user_id: str) -> set[str]:
         held = self._sids(namespace, user_id)

@@ -29,6 +29,8 @@ from typing import Any
 import yaml
 from packaging.version import InvalidVersion, Version
 
+from tools.lock import normalise
+
 OK, VULNERABLE, UNCHECKED = 0, 1, 2
 
 
@@ -75,11 +77,6 @@ def main(argv: list[str]) -> int:
 
 STALE_AFTER_DAYS = 90
 _LOCK_LINE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*==\s*([^\s;#]+)")
-
-
-def pep503(name: str) -> str:
-    """PEP 503 normalised project name: runs of `-`, `_`, `.` become one `-`, lower case."""
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def read_lock(text: str) -> list[tuple[str, str]]:
@@ -236,7 +233,7 @@ def match(name: str, version: str, advisory: Advisory) -> tuple[bool, list[str],
     for entry in advisory.affected:
         package = entry.get("package") or {}
         if not isinstance(package, dict) or package.get("ecosystem") != "PyPI" \
-                or pep503(str(package.get("name", ""))) != pep503(name):
+                or normalise(str(package.get("name", ""))) != normalise(name):
             continue
         ranges += entry.get("ranges") or []
         for listed in entry.get("versions") or []:
@@ -283,14 +280,14 @@ def audit_offline(pins: list[tuple[str, str]], db: Database, ignore: list[str], 
         return UNCHECKED, "\n".join([*head, "AUDIT NOT DONE: the lock pins no packages."])
     by_package: dict[str, list[Advisory]] = {}
     for advisory in live:
-        for key in {pep503(str(entry["package"].get("name", ""))) for entry in advisory.affected
+        for key in {normalise(str(entry["package"].get("name", ""))) for entry in advisory.affected
                     if isinstance(entry.get("package"), dict) and entry["package"].get("ecosystem") == "PyPI"}:
             by_package.setdefault(key, []).append(advisory)
     all_findings: list[Finding] = []
     problems = []
     for name, version in pins:
         mine: list[Finding] = []
-        for advisory in by_package.get(pep503(name), []):
+        for advisory in by_package.get(normalise(name), []):
             hit, fixed, problem = match(name, version, advisory)
             if problem:
                 problems.append(f"  {name} {version}: {advisory.id} ({problem})")
@@ -322,7 +319,7 @@ def audit_offline(pins: list[tuple[str, str]], db: Database, ignore: list[str], 
         return UNCHECKED, "\n".join(lines)
     if found:
         return VULNERABLE, "\n".join(lines)
-    concern = len({a.id for name, _ in pins for a in by_package.get(pep503(name), [])})
+    concern = len({a.id for name, _ in pins for a in by_package.get(normalise(name), [])})
     lines.append(f"{len(pins)} locked packages checked against {len(live)} advisories ({concern} of them name a "
                  "locked package): no known vulnerabilities in this database")
     return OK, "\n".join(lines)

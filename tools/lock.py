@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,8 @@ PROJECT = "pairly-realtime"  # our own package: not a dependency, never audited 
 
 
 def normalise(name: str) -> str:
-    return name.lower().replace("_", "-").replace(".", "-")
+    """PEP 503 normalised project name: runs of `-`, `_`, `.` become one `-`, lower case."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def lock_lines(report: dict[str, Any]) -> list[str]:

@@ -5,20 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
 
 import aiohttp
 
 from server.app import SOCKET_REQUESTS
+from tests.server.call.conftest import until
 from tests.support.clients import token_for
-
-
-async def _until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "condition not reached"
-        await asyncio.sleep(0.02)
 
 
 async def test_a_websocket_is_tracked_until_it_closes(app_server) -> None:
@@ -28,7 +20,7 @@ async def test_a_websocket_is_tracked_until_it_closes(app_server) -> None:
         assert (await ws.receive_str()).startswith("0")
         assert len(requests) == 1
         await ws.close()
-        await _until(lambda: len(requests) == 0)
+        await until(lambda: len(requests) == 0)
 
 
 async def test_a_long_poll_is_tracked_until_answered(app_server) -> None:
@@ -39,7 +31,7 @@ async def test_a_long_poll_is_tracked_until_answered(app_server) -> None:
             sid = json.loads((await resp.text())[1:])["sid"]
         assert len(requests) == 0
         poll = asyncio.ensure_future(http.get(f"{base}&sid={sid}"))  # waits: nothing to send yet
-        await _until(lambda: len(requests) == 1)
+        await until(lambda: len(requests) == 1)
         remaining = await requests.wait(0.05)  # still open: shutdown would have to end it
         assert remaining == 1
         connect = "40/chat," + json.dumps({"token": token_for(app_server.settings, "poller")})
@@ -47,4 +39,4 @@ async def test_a_long_poll_is_tracked_until_answered(app_server) -> None:
             pass
         resp = await poll
         assert (await resp.text()).startswith("40/chat,")
-        await _until(lambda: len(requests) == 0)
+        await until(lambda: len(requests) == 0)

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from server.app import CHAT as CHAT_KEY
 from server.store import free_port
+from tests.server.call.conftest import until
 from tests.server.chat.conftest import CHAT, sent
 
 SECRET = "push-secret-for-tests"
@@ -77,10 +78,7 @@ async def test_push_only_when_offline_signed_retried_deduplicated(app_server, cl
     # The same job again (a recovery sweep, a resend) is not pushed twice by this node.
     push = app_server.app[CHAT_KEY].push
     assert push.notify(job_id, "carol", "message:new", {}) is False
-    for _ in range(250):  # counted when the sender has read the receiver's answer, just after it arrived
-        if push.sent:
-            break
-        await asyncio.sleep(0.02)
+    await until(lambda: push.sent)  # counted when the sender has read the receiver's answer, just after it arrived
     assert push.sent == 1
     await bob.close()
 

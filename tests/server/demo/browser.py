@@ -5,7 +5,6 @@ as users of the demo client."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import uuid
@@ -17,7 +16,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_play
 
 from server.store import _secantusd
 from tests.conftest import TEST_SECRET
-from tests.support.apps import ROOT
+from tests.support.apps import ROOT, terminate
 from tests.support.netns import LoopbackNamespace
 from tests.support.services import log_dir
 
@@ -53,13 +52,7 @@ class Node:
     log: Path
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
 
 
 @dataclass
